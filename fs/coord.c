@@ -1,0 +1,271 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Coordination between hosts on coherent shared memory.
+ *
+ * Host slots.  A host claims slot i by compare-and-exchange of hs_token
+ * from the value it observed to a fresh random token, then writes its
+ * identity and sets hs_state.  While mounted it bumps hs_heartbeat every
+ * sb_heartbeat_ms.  Liveness is judged by the observer's own monotonic
+ * clock -- "this counter has not moved for a whole lease" -- so hosts need
+ * no synchronised clocks.  A slot whose heartbeat stood still for a lease
+ * may be claimed by another host; the token CAS makes the takeover race
+ * free.
+ *
+ * The metadata lock.  ctl_lock holds (owner slot + 1, generation).  It is
+ * taken by CAS from a free word (owner 0) to (self, gen + 1).  A waiter
+ * that sees the same lock word and the same owner heartbeat for a whole
+ * lease breaks the lock by CAS to (self, gen + 1); the caller then seals
+ * the log tail (fs/log.c) so that whatever the old holder half-wrote is
+ * never replayed, and a holder that was merely stalled finds its publish
+ * CAS failing.  Waiting spins, then yields, then sleeps: cross-host waits
+ * cannot use futexes.
+ */
+#include "shmfs/coord.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <urcu/arch.h>
+
+#include "shmfs/core.h"
+#include "shmfs/util.h"
+
+static struct shmfs_host *slot(const struct shmfs_fs *fs, uint32_t i)
+{
+	return shmfs_host_slot(fs->region->base, &fs->sb, i);
+}
+
+static uint64_t load(const uint64_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+uint64_t shmfs_host_ident_csum(const struct shmfs_host *h)
+{
+	struct shmfs_host c;
+
+	memcpy(&c, h, sizeof(c));
+	c.hs_heartbeat = c.hs_heartbeat_ns = c.hs_applied_seq = c.hs_pin_seq = 0;
+	c.hs_state = c.hs_flags = 0;
+	c.hs_ident_csum = c.hs_pad1 = 0;
+	return shmfs_hash(&c, sizeof(c), 0x486f7374);
+}
+
+static void read_boot_id(uint8_t out[16])
+{
+	char buf[64] = { 0 };
+	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+
+	memset(out, 0, 16);
+	if (fd < 0)
+		return;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n >= 36) {
+		buf[36] = 0;
+		shmfs_uuid_parse(buf, out);
+	}
+}
+
+static void sleep_ns(uint64_t ns)
+{
+	struct timespec ts = { (time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull) };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+static int claim(struct shmfs_fs *fs, uint32_t i, uint64_t old, const char *name, uint32_t state)
+{
+	struct shmfs_host *h = slot(fs, i);
+	struct shmfs_host id;
+	struct utsname u;
+	uint64_t token;
+
+	do {
+		if (shmfs_random(&token, sizeof(token)))
+			return -EIO;
+	} while (!token);
+	if (!__atomic_compare_exchange_n(&h->hs_token, &old, token, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_RELAXED))
+		return -EAGAIN;
+
+	memset(&id, 0, sizeof(id));
+	id.hs_token = token;
+	id.hs_mount_ns = shmfs_now_ns();
+	id.hs_pid = (uint32_t)getpid();
+	id.hs_state = SHMFS_HOST_JOINING;
+	id.hs_flags = fs->readonly ? SHMFS_HOST_F_READONLY : 0;
+	if (name)
+		strncpy(id.hs_name, name, sizeof(id.hs_name) - 1);
+	if (uname(&u) == 0)
+		strncpy(id.hs_hostname, u.nodename, sizeof(id.hs_hostname) - 1);
+	if (!name)
+		memcpy(id.hs_name, id.hs_hostname, sizeof(id.hs_name));
+	read_boot_id(id.hs_boot_id);
+	id.hs_ident_csum = shmfs_host_ident_csum(&id);
+
+	/* Everything but the token (ours already) and the heartbeat (others
+	 * watch it move), then the state. */
+	memcpy((uint8_t *)h + 16, (uint8_t *)&id + 16, sizeof(id) - 16);
+	__atomic_store_n(&h->hs_heartbeat, load(&h->hs_heartbeat) + 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&h->hs_state, state, __ATOMIC_RELEASE);
+	fs->slot = (int)i;
+	fs->token = token;
+	return 0;
+}
+
+int shmfs_host_join(struct shmfs_fs *fs, const char *name, uint32_t state, char *err,
+		    size_t errlen)
+{
+	uint32_t n = fs->sb.sb_max_hosts;
+	uint64_t *tok, *hb;
+
+	/* Free slots first: never claimed, or left cleanly. */
+	for (uint32_t i = 0; i < n; i++) {
+		struct shmfs_host *h = slot(fs, i);
+		uint64_t t = load(&h->hs_token);
+		if ((t == 0 || __atomic_load_n(&h->hs_state, __ATOMIC_ACQUIRE) == SHMFS_HOST_FREE) &&
+		    claim(fs, i, t, name, state) == 0)
+			return 0;
+	}
+	/* Then slots whose heartbeat stands still for a lease. */
+	tok = calloc(n, sizeof(*tok));
+	hb = calloc(n, sizeof(*hb));
+	if (!tok || !hb) {
+		free(tok);
+		free(hb);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		tok[i] = load(&slot(fs, i)->hs_token);
+		hb[i] = load(&slot(fs, i)->hs_heartbeat);
+	}
+	sleep_ns(fs->lease_ns);
+	for (uint32_t i = 0; i < n; i++) {
+		if (load(&slot(fs, i)->hs_heartbeat) == hb[i] &&
+		    claim(fs, i, tok[i], name, state) == 0) {
+			free(tok);
+			free(hb);
+			return 0;
+		}
+	}
+	free(tok);
+	free(hb);
+	shmfs_errf(err, errlen, "all %u host slots are in use by live hosts", n);
+	return -EUSERS;
+}
+
+void shmfs_host_beat(struct shmfs_fs *fs)
+{
+	if (fs->slot < 0)
+		return;
+	struct shmfs_host *h = slot(fs, (uint32_t)fs->slot);
+	/* Only beat a slot that is still ours: a host whose lease expired
+	 * and whose slot was taken over must not revive it. */
+	if (load(&h->hs_token) != fs->token)
+		return;
+	__atomic_store_n(&h->hs_heartbeat_ns, shmfs_now_ns(), __ATOMIC_RELAXED);
+	__atomic_fetch_add(&h->hs_heartbeat, 1, __ATOMIC_RELEASE);
+}
+
+void shmfs_host_leave(struct shmfs_fs *fs)
+{
+	if (fs->slot < 0)
+		return;
+	struct shmfs_host *h = slot(fs, (uint32_t)fs->slot);
+	uint64_t tok = fs->token;
+
+	if (load(&h->hs_token) == tok) {
+		__atomic_store_n(&h->hs_state, SHMFS_HOST_FREE, __ATOMIC_RELEASE);
+		__atomic_compare_exchange_n(&h->hs_token, &tok, 0, false, __ATOMIC_ACQ_REL,
+					    __ATOMIC_RELAXED);
+	}
+	fs->slot = -1;
+	fs->token = 0;
+}
+
+/* The heartbeat of a lock owner, or 0 for an owner field that names no slot. */
+static uint64_t owner_beat(const struct shmfs_fs *fs, uint32_t owner)
+{
+	if (owner == 0 || owner > fs->sb.sb_max_hosts)
+		return 0;
+	return load(&slot(fs, owner - 1)->hs_heartbeat);
+}
+
+int shmfs_lock_acquire(struct shmfs_fs *fs, bool *broke)
+{
+	uint64_t *word = &fs->ctl->ctl_lock;
+	uint64_t seen = load(word), seen_beat = owner_beat(fs, shmfs_lock_owner(seen));
+	uint64_t since = shmfs_mono_ns();
+	uint32_t self = (uint32_t)fs->slot + 1;
+	unsigned spins = 0;
+
+	*broke = false;
+	if (fs->slot < 0 || fs->readonly)
+		return -EROFS;
+	shmfs_host_beat(fs);
+	for (;;) {
+		uint64_t v = load(word);
+		uint32_t owner = shmfs_lock_owner(v);
+		uint64_t mine = (uint64_t)self << SHMFS_LOCK_OWNER_SHIFT |
+				((shmfs_lock_gen(v) + 1) & SHMFS_LOCK_GEN_MASK);
+		bool take = owner == 0;
+
+		if (!take) {
+			uint64_t beat = owner_beat(fs, owner);
+			if (owner == self) {
+				/* Our slot holds it, but not us: an earlier life of this
+				 * slot died holding it. */
+				take = *broke = true;
+			} else if (v != seen || beat != seen_beat) {
+				seen = v;
+				seen_beat = beat;
+				since = shmfs_mono_ns();
+			} else if (shmfs_mono_ns() - since >= fs->lease_ns) {
+				take = *broke = true;
+			}
+		}
+		if (take) {
+			if (__atomic_compare_exchange_n(word, &v, mine, false, __ATOMIC_ACQ_REL,
+							__ATOMIC_RELAXED)) {
+				fs->lock_word = mine;
+				fs->locked = true;
+				return 0;
+			}
+			*broke = false;
+			continue;
+		}
+		if (++spins < 64)
+			caa_cpu_relax();
+		else if (spins < 256)
+			sched_yield();
+		else
+			sleep_ns(spins < 1024 ? 20000 : 200000);
+	}
+}
+
+bool shmfs_lock_held(const struct shmfs_fs *fs)
+{
+	return fs->locked && load(&fs->ctl->ctl_lock) == fs->lock_word;
+}
+
+int shmfs_lock_release(struct shmfs_fs *fs)
+{
+	uint64_t mine = fs->lock_word;
+	uint64_t free_word = shmfs_lock_gen(mine);
+
+	if (!fs->locked)
+		return 0;
+	fs->locked = false;
+	if (!__atomic_compare_exchange_n(&fs->ctl->ctl_lock, &mine, free_word, false,
+					 __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+		return -ESTALE;
+	return 0;
+}

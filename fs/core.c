@@ -1,0 +1,315 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The filesystem object: format, open (replay), and the write path.
+ *
+ * Layers: region (mapping) -> super (validated geometry) -> log (records)
+ * -> ns (what records mean) -> coord (who may append).  This file strings
+ * them together and owns the one place where metadata changes commit:
+ * shmfs_fs_commit(), which checks a record against the namespace, appends
+ * it, and applies it, all under the cross-host lock and fs->replay_lock.
+ *
+ * Lock order: fs->replay_lock, then the cross-host metadata lock.
+ * A commit that fails after publication (out of memory while applying)
+ * sets fs->fatal: this host's view no longer matches the log, so it stops
+ * writing (LMDB's sticky error), while readers keep working.
+ */
+#include "shmfs/core.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "shmfs/coord.h"
+#include "shmfs/ns.h"
+#include "shmfs/util.h"
+
+int shmfs_fs_format(struct shmfs_region *r, const struct shmfs_mkfs_params *p,
+		    uint32_t root_mode, uint32_t root_uid, uint32_t root_gid,
+		    struct shmfs_super *sb, char *err, size_t errlen)
+{
+	struct shmfs_log log;
+	struct shmfs_ctl *ctl;
+	struct {
+		struct shmfs_lr_create c;
+	} root;
+	struct shmfs_log_rec hdr;
+	uint64_t next;
+	int rc;
+
+	if (r->readonly) {
+		shmfs_errf(err, errlen, "region is mapped read-only");
+		return -EROFS;
+	}
+	rc = shmfs_super_layout(r->size, r->align, p, sb, err, errlen);
+	if (rc)
+		return rc;
+	/* Metadata only, never the data area: holes where the backend can. */
+	rc = shmfs_region_zero(r, 0, sb->sb_log_off + sb->sb_log_size);
+	if (rc) {
+		shmfs_errf(err, errlen, "cannot clear the metadata area: %s", strerror(-rc));
+		return rc;
+	}
+	ctl = (struct shmfs_ctl *)(r->base + SHMFS_CTL_OFF);
+	ctl->ctl_magic = SHMFS_CTL_MAGIC;
+
+	log = (struct shmfs_log){ r->base + sb->sb_log_off, sb->sb_log_size, sb->sb_log_seed };
+	memset(&root, 0, sizeof(root));
+	root.c.cr_ino = SHMFS_ROOT_INO;
+	root.c.cr_mode = S_IFDIR | (root_mode & 07777);
+	root.c.cr_uid = root_uid;
+	root.c.cr_gid = root_gid;
+	memset(&hdr, 0, sizeof(hdr));
+	hdr.lr_type = SHMFS_LR_CREATE;
+	hdr.lr_len = sizeof(root);
+	hdr.lr_time = sb->sb_mkfs_time;
+	rc = shmfs_log_append(&log, 0, 1, &hdr, &root, &next);
+	if (rc) {
+		shmfs_errf(err, errlen, "cannot write the root directory: %s", strerror(-rc));
+		return rc;
+	}
+	/* The superblocks last: until they exist this is not a filesystem. */
+	shmfs_super_write(r, sb);
+	return 0;
+}
+
+int shmfs_fs_open(struct shmfs_region *r, const struct shmfs_fs_opts *o,
+		  struct shmfs_fs **out, char *err, size_t errlen)
+{
+	struct shmfs_fs *fs;
+	char other[200];
+	int rc;
+
+	fs = calloc(1, sizeof(*fs));
+	if (!fs)
+		return -ENOMEM;
+	fs->region = r;
+	fs->slot = -1;
+	pthread_mutex_init(&fs->replay_lock, NULL);
+	fs->seq = 1;
+	rc = shmfs_super_read(r, &fs->sb, NULL, err, errlen, other, sizeof(other));
+	if (rc)
+		goto fail;
+	fs->readonly = o->readonly || r->readonly;
+	if (!fs->readonly && (fs->sb.sb_feature_ro_compat & ~SHMFS_FEATURE_RO_COMPAT_SUPP)) {
+		shmfs_errf(err, errlen, "unknown read-only-compatible features 0x%" PRIx64
+			   ": mount read-only", fs->sb.sb_feature_ro_compat);
+		rc = -EROFS;
+		goto fail;
+	}
+	fs->ctl = (struct shmfs_ctl *)(r->base + fs->sb.sb_ctl_off);
+	if (!fs->readonly && fs->ctl->ctl_magic != SHMFS_CTL_MAGIC) {
+		shmfs_errf(err, errlen, "control page is damaged (bad magic): run fsck.shmfs");
+		rc = -EUCLEAN;
+		goto fail;
+	}
+	fs->log = (struct shmfs_log){ r->base + fs->sb.sb_log_off, fs->sb.sb_log_size,
+				      fs->sb.sb_log_seed };
+	fs->lease_ns = (uint64_t)(o->lease_ms ? o->lease_ms : fs->sb.sb_lease_ms) * 1000000ull;
+	fs->rbuf = malloc(SHMFS_LR_PAYLOAD_MAX);
+	fs->ns = shmfs_ns_new(fs->sb.sb_data_size, fs->sb.sb_alloc_unit);
+	if (!fs->rbuf || !fs->ns) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	if (o->join && !fs->readonly) {
+		rc = shmfs_host_join(fs, o->host_name,
+				     o->tool ? SHMFS_HOST_TOOL : SHMFS_HOST_ACTIVE, err, errlen);
+		if (rc)
+			goto fail;
+	}
+	rc = shmfs_fs_replay(fs);
+	if (rc == -ENOMEM)
+		goto fail;
+	*out = fs;
+	return 0;
+fail:
+	shmfs_fs_close(fs);
+	return rc;
+}
+
+void shmfs_fs_close(struct shmfs_fs *fs)
+{
+	if (!fs)
+		return;
+	if (fs->locked)
+		shmfs_fs_unlock(fs);
+	shmfs_host_leave(fs);
+	shmfs_ns_free(fs->ns);
+	free(fs->rbuf);
+	pthread_mutex_destroy(&fs->replay_lock);
+	free(fs);
+}
+
+/* Apply one verified record; deterministic on every host. */
+static int replay_one(struct shmfs_fs *fs, const struct shmfs_log_entry *e)
+{
+	struct shmfs_replay_stats *st = &fs->stats;
+	char why[160];
+	int rc;
+
+	rc = shmfs_lr_check_shape(&e->hdr, e->payload, fs->sb.sb_alloc_unit, why, sizeof(why));
+	if (!rc)
+		rc = shmfs_ns_apply(fs->ns, &e->hdr, e->payload, false, why, sizeof(why));
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc) {
+		st->rejected++;
+		shmfs_errf(st->last_reject, sizeof(st->last_reject), "record %" PRIu64 " (%s) at %"
+			   PRIu64 ": %s", e->hdr.lr_seq, shmfs_lr_type_name(e->hdr.lr_type),
+			   e->pos, why);
+	} else {
+		st->records++;
+	}
+	return 0;
+}
+
+static int replay_locked(struct shmfs_fs *fs)
+{
+	struct shmfs_log_entry e;
+	int n = 0, rc;
+
+	if (fs->stats.stuck)
+		return -EUCLEAN;
+	for (;;) {
+		switch (shmfs_log_read(&fs->log, fs->pos, fs->seq, &e, fs->rbuf)) {
+		case SHMFS_LOG_REC:
+			rc = replay_one(fs, &e);
+			if (rc)
+				return rc;
+			fs->pos = e.next_pos;
+			fs->seq++;
+			n++;
+			continue;
+		case SHMFS_LOG_SEALED:
+			fs->stats.seals++;
+			fs->pos = e.next_pos;
+			continue;
+		case SHMFS_LOG_END:
+			break;
+		case SHMFS_LOG_BAD:
+			fs->stats.stuck = true;
+			fs->stats.stuck_pos = fs->pos;
+			memcpy(fs->stats.stuck_why, e.why, sizeof(fs->stats.stuck_why));
+			return -EUCLEAN;
+		}
+		break;
+	}
+	if (fs->slot >= 0 && n)
+		__atomic_store_n(&shmfs_host_slot(fs->region->base, &fs->sb,
+						  (uint32_t)fs->slot)->hs_applied_seq,
+				 fs->seq - 1, __ATOMIC_RELEASE);
+	return n;
+}
+
+int shmfs_fs_replay(struct shmfs_fs *fs)
+{
+	pthread_mutex_lock(&fs->replay_lock);
+	int rc = replay_locked(fs);
+	pthread_mutex_unlock(&fs->replay_lock);
+	return rc;
+}
+
+int shmfs_fs_lock(struct shmfs_fs *fs)
+{
+	bool broke;
+	int rc;
+
+	if (fs->readonly)
+		return -EROFS;
+	if (fs->fatal)
+		return fs->fatal;
+	pthread_mutex_lock(&fs->replay_lock);
+	rc = shmfs_lock_acquire(fs, &broke);
+	if (rc)
+		goto fail;
+	/* Catch up with the tail, then seal it if the last holder died. */
+	for (int tries = 0; ; tries++) {
+		rc = replay_locked(fs);
+		if (rc < 0)
+			goto fail_release;
+		if (!broke)
+			break;
+		uint64_t next;
+		rc = shmfs_log_seal(&fs->log, fs->pos, fs->seq, &next);
+		if (rc == 0) {
+			fs->stats.seals++;
+			fs->pos = next;
+			break;
+		}
+		if (tries > 1000) /* the old holder keeps publishing: not dead */
+			goto fail_release;
+	}
+	return 0;
+fail_release:
+	shmfs_lock_release(fs);
+fail:
+	pthread_mutex_unlock(&fs->replay_lock);
+	return rc < 0 ? rc : -EIO;
+}
+
+void shmfs_fs_unlock(struct shmfs_fs *fs)
+{
+	if (!fs->locked)
+		return;
+	shmfs_lock_release(fs);
+	pthread_mutex_unlock(&fs->replay_lock);
+}
+
+int shmfs_fs_commit(struct shmfs_fs *fs, uint16_t type, uint16_t flags,
+		    const void *payload, uint32_t len)
+{
+	struct shmfs_log_rec h;
+	char why[160];
+	uint64_t next;
+	int rc;
+
+	if (!fs->locked)
+		return -ENOLCK;
+	if (fs->fatal)
+		return fs->fatal;
+	if (len > SHMFS_LR_PAYLOAD_MAX)
+		return -E2BIG;
+	memset(&h, 0, sizeof(h));
+	h.lr_type = type;
+	h.lr_flags = flags;
+	h.lr_len = len;
+	h.lr_host = (uint16_t)fs->slot;
+	h.lr_lock_gen = (uint32_t)shmfs_lock_gen(fs->lock_word);
+	h.lr_time = shmfs_now_ns();
+	rc = shmfs_lr_check_shape(&h, payload, fs->sb.sb_alloc_unit, why, sizeof(why));
+	if (rc)
+		return -EINVAL;
+	rc = shmfs_ns_apply(fs->ns, &h, payload, true, why, sizeof(why));
+	if (rc)
+		return rc;
+	if (!shmfs_lock_held(fs)) {
+		fs->fatal = -ESTALE;
+		return -ESTALE;
+	}
+	rc = shmfs_log_append(&fs->log, fs->pos, fs->seq, &h, payload, &next);
+	if (rc) {
+		if (rc == -ESTALE)
+			fs->fatal = rc;
+		return rc;
+	}
+	fs->pos = next;
+	fs->seq++;
+	rc = shmfs_ns_apply(fs->ns, &h, payload, false, why, sizeof(why));
+	if (rc) {
+		fs->fatal = -EIO;
+		return -EIO;
+	}
+	fs->stats.records++;
+	if (fs->slot >= 0)
+		__atomic_store_n(&shmfs_host_slot(fs->region->base, &fs->sb,
+						  (uint32_t)fs->slot)->hs_applied_seq,
+				 fs->seq - 1, __ATOMIC_RELEASE);
+	return 0;
+}
+
+void shmfs_fs_heartbeat(struct shmfs_fs *fs)
+{
+	shmfs_host_beat(fs);
+}

@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The filesystem object: a validated superblock over a mapped region, this
+ * host's slot, the metadata lock, the log position this host has applied,
+ * and the namespace built by replaying the log.
+ *
+ * Writers (the daemon, mkfs) change metadata only through
+ *
+ *     shmfs_fs_lock()      take the cross-host lock, replay to the tail
+ *     shmfs_fs_commit()    check a record against the namespace, append
+ *                          and publish it, apply it locally
+ *     shmfs_fs_unlock()
+ *
+ * so every host applies exactly the same records in the same order.
+ */
+#ifndef SHMFS_CORE_H
+#define SHMFS_CORE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shmfs/format.h"
+#include "shmfs/log.h"
+#include "shmfs/region.h"
+#include "shmfs/super.h"
+
+struct shmfs_ns;
+
+struct shmfs_fs_opts {
+	bool readonly;          /* never append, never take the lock */
+	bool join;              /* claim a host slot (mounts, writers) */
+	const char *host_name;  /* hs_name; NULL: the machine's hostname */
+	uint32_t lease_ms;      /* 0: sb_lease_ms */
+	bool tool;              /* slot state SHMFS_HOST_TOOL instead of ACTIVE */
+};
+
+/* Counters of what replay met; all hosts count the same things. */
+struct shmfs_replay_stats {
+	uint64_t records;       /* applied */
+	uint64_t rejected;      /* well-checksummed but invalid: skipped */
+	uint64_t seals;         /* abandoned slots stepped over */
+	bool stuck;             /* a published record failed verification */
+	uint64_t stuck_pos;     /* where */
+	char stuck_why[160];
+	char last_reject[200];  /* why the most recent rejected record was */
+};
+
+struct shmfs_fs {
+	struct shmfs_region *region;
+	struct shmfs_super sb;          /* validated private copy */
+	struct shmfs_ctl *ctl;          /* in the region */
+	struct shmfs_log log;
+	struct shmfs_ns *ns;
+	bool readonly;
+	int slot;                       /* our host slot, -1 if none */
+	uint64_t token;                 /* our claim token */
+	uint64_t lease_ns;
+
+	pthread_mutex_t replay_lock;    /* serialises replay within a process */
+	uint64_t pos;                   /* under replay_lock: next record's byte */
+	uint64_t seq;                   /* under replay_lock: next record's seq */
+	struct shmfs_replay_stats stats;/* under replay_lock */
+	uint8_t *rbuf;                  /* under replay_lock: payload buffer */
+
+	bool locked;                    /* we hold ctl_lock */
+	uint64_t lock_word;             /* its value while we hold it */
+	int fatal;                      /* sticky: a failed commit stops writes */
+};
+
+/* Write a fresh filesystem onto a region: control page, empty host table
+ * and log (zeroed without touching the data area), both superblocks, and
+ * the root directory's record.  sb receives the superblock written. */
+int shmfs_fs_format(struct shmfs_region *r, const struct shmfs_mkfs_params *p,
+		    uint32_t root_mode, uint32_t root_uid, uint32_t root_gid,
+		    struct shmfs_super *sb, char *err, size_t errlen);
+
+/* Validate the superblock, optionally join the host table, replay the log.
+ * The region must stay open while the fs is. */
+int shmfs_fs_open(struct shmfs_region *r, const struct shmfs_fs_opts *o,
+		  struct shmfs_fs **out, char *err, size_t errlen);
+void shmfs_fs_close(struct shmfs_fs *fs);
+
+/* Apply records other hosts published since the last call.  Returns the
+ * number applied, or -EUCLEAN if replay is stuck on a bad record. */
+int shmfs_fs_replay(struct shmfs_fs *fs);
+
+int shmfs_fs_lock(struct shmfs_fs *fs);
+void shmfs_fs_unlock(struct shmfs_fs *fs);
+
+/*
+ * Commit one record (type, flags, payload) under the lock: it is checked
+ * against the namespace first, so an invalid request never reaches the log
+ * (returns the errno a caller would expect: -ENOENT, -EEXIST, -ENOTEMPTY,
+ * ...).  -ENOSPC when the log is full.
+ */
+int shmfs_fs_commit(struct shmfs_fs *fs, uint16_t type, uint16_t flags,
+		    const void *payload, uint32_t len);
+
+/* Renew this host's heartbeat (the daemon calls this periodically). */
+void shmfs_fs_heartbeat(struct shmfs_fs *fs);
+
+#endif /* SHMFS_CORE_H */

@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Log layer: read, verify, append and seal records of the metadata log.
+ * See fs/log.c for the publication protocol.
+ */
+#ifndef SHMFS_LOG_H
+#define SHMFS_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shmfs/format.h"
+
+struct shmfs_log {
+	uint8_t *base;          /* region base + sb_log_off */
+	uint64_t size;          /* sb_log_size */
+	uint64_t seed;          /* sb_log_seed */
+};
+
+enum shmfs_log_status {
+	SHMFS_LOG_REC = 0,      /* a valid record: e->hdr, e->payload */
+	SHMFS_LOG_SEALED,       /* an abandoned slot: go on at e->next_pos */
+	SHMFS_LOG_END,          /* unpublished: the log ends at pos */
+	SHMFS_LOG_BAD,          /* published but invalid: e->why says how */
+};
+
+struct shmfs_log_entry {
+	struct shmfs_log_rec hdr;   /* private copy of the header */
+	uint8_t *payload;           /* private copy (the caller's buffer) */
+	uint64_t pos;               /* where it was read */
+	uint64_t next_pos;          /* where the next record starts */
+	char why[160];              /* SHMFS_LOG_BAD: what was wrong */
+};
+
+/*
+ * Read the record at byte pos of the log, expected to carry sequence seq
+ * (seq 0: accept any sequence number, for tools that scan).  Everything is
+ * copied out of the region before it is checked, so a peer changing bytes
+ * afterwards cannot change what was verified.  buf must hold
+ * SHMFS_LR_PAYLOAD_MAX bytes.  Never reads outside the log.
+ */
+enum shmfs_log_status shmfs_log_read(const struct shmfs_log *log, uint64_t pos, uint64_t seq,
+				     struct shmfs_log_entry *e, void *buf);
+
+/*
+ * Check that a verified record is well formed for its type: exact length,
+ * names 1..NAME_MAX bytes without '/' or NUL and not "." or "..", zero pad
+ * fields, flags known, alignment of extents to unit.  Returns 0 or -EUCLEAN
+ * with a reason in why.
+ */
+int shmfs_lr_check_shape(const struct shmfs_log_rec *h, const void *payload, uint64_t unit,
+			 char *why, size_t whylen);
+
+/*
+ * Append: write hdr (lr_seq is ignored) and payload at pos, then publish by
+ * one compare-and-exchange (release) of lr_seq from 0 to seq.  The caller
+ * holds the metadata lock and has replayed up to pos.  Returns 0 and sets
+ * *next_pos, -ENOSPC if the record does not fit, -ESTALE if the slot was
+ * already published or sealed (this holder lost its lease).
+ */
+int shmfs_log_append(const struct shmfs_log *log, uint64_t pos, uint64_t seq,
+		     struct shmfs_log_rec *hdr, const void *payload, uint64_t *next_pos);
+
+/*
+ * Seal the slot at pos (where record seq would start) after breaking a dead
+ * holder's lock: compare-and-exchange lr_seq from 0 to SHMFS_LR_SEAL|seq.
+ * Returns 0 with *next_pos = pos + SHMFS_LOG_SEAL_SKIP (or the log size, if
+ * that is past the end), or -EEXIST if the old holder published a record
+ * there first (read it and go on normally).
+ */
+int shmfs_log_seal(const struct shmfs_log *log, uint64_t pos, uint64_t seq, uint64_t *next_pos);
+
+const char *shmfs_lr_type_name(unsigned type);
+
+#endif /* SHMFS_LOG_H */

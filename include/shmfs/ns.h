@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Namespace: the in-memory view a host builds by replaying the log
+ * (inodes, directory entries, extent maps, xattrs, free space).
+ *
+ * Concurrency: one writer at a time (the replayer, under the caller's
+ * lock) mutates; readers run under rcu_read_lock() (urcu memb flavour) and
+ * never block.  Attributes, extent maps and xattr sets are immutable
+ * objects replaced by pointer (rcu_assign_pointer) and freed after a grace
+ * period, so a reader always sees one consistent version.
+ */
+#ifndef SHMFS_NS_H
+#define SHMFS_NS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <urcu.h>
+#include <urcu/rculfhash.h>
+#include <urcu/rculist.h>
+
+#include "shmfs/format.h"
+
+struct shmfs_attr {
+	uint32_t mode, uid, gid, nlink;
+	uint64_t rdev, size;
+	uint64_t blocks_bytes;          /* data bytes allocated */
+	struct shmfs_time atime, mtime, ctime, btime;
+	struct rcu_head rcu;
+};
+
+struct shmfs_extent {
+	uint64_t foff, doff, len;       /* bytes; doff relative to the data area */
+};
+
+struct shmfs_extmap {
+	uint32_t n;
+	struct rcu_head rcu;
+	struct shmfs_extent e[];        /* sorted by foff, non-overlapping */
+};
+
+struct shmfs_xattr {
+	uint16_t name_len;
+	uint32_t value_len;
+	uint8_t *name, *value;          /* point into the owning set's storage */
+};
+
+struct shmfs_xattrs {
+	uint32_t n;
+	struct rcu_head rcu;
+	struct shmfs_xattr x[];         /* followed by names and values */
+};
+
+struct shmfs_inode {
+	struct cds_lfht_node hnode;     /* in ns->inodes, keyed by ino */
+	uint64_t ino;
+	uint32_t type;                  /* S_IFMT bits, immutable */
+	struct shmfs_attr *attr;        /* RCU */
+	struct shmfs_extmap *ext;       /* RCU; regular files, NULL = empty */
+	struct shmfs_xattrs *xattrs;    /* RCU; NULL = none */
+	char *target;                   /* symlink target, immutable */
+	uint32_t target_len;
+	/* directories */
+	uint64_t parent;                /* ".." (root: itself) */
+	struct cds_list_head children;  /* RCU list of dentries, cookie order */
+	uint64_t nchildren;             /* under the writer's lock */
+	uint64_t next_cookie;           /* under the writer's lock */
+	struct rcu_head rcu;
+};
+
+struct shmfs_dentry {
+	struct cds_lfht_node hnode;     /* in ns->dentries, keyed by (dir, name) */
+	struct cds_list_head sibling;   /* in the directory's children */
+	uint64_t dir, ino;
+	uint64_t cookie;                /* readdir position, > 2, increasing */
+	uint32_t type;                  /* S_IFMT of ino */
+	uint16_t name_len;
+	struct rcu_head rcu;
+	char name[];                    /* NUL-terminated for convenience */
+};
+
+struct shmfs_alloc {
+	uint64_t nunits;
+	uint64_t unit;
+	uint64_t nfree;
+	uint64_t cursor;                /* next-fit hint */
+	uint64_t *bits;                 /* 1 = in use */
+};
+
+struct shmfs_ns {
+	struct cds_lfht *inodes;
+	struct cds_lfht *dentries;
+	struct shmfs_alloc alloc;
+	uint64_t data_size, unit;
+	uint64_t next_ino;              /* one more than the largest ever used */
+	uint64_t ninodes;
+};
+
+struct shmfs_ns *shmfs_ns_new(uint64_t data_size, uint64_t unit);
+void shmfs_ns_free(struct shmfs_ns *ns);
+
+/*
+ * Check a shape-checked record against the namespace and, unless dry_run,
+ * apply it.  Never mutates anything when it fails.  Returns 0, or the errno
+ * an application would see (-ENOENT, -EEXIST, -ENOTDIR, -EISDIR,
+ * -ENOTEMPTY, -EINVAL, -EMLINK, -ENODATA), or -EUCLEAN for what only
+ * corruption produces (an extent overlapping used space or outside the
+ * data area); why says what.  Caller holds the writer's lock and is a
+ * registered RCU thread.
+ */
+int shmfs_ns_apply(struct shmfs_ns *ns, const struct shmfs_log_rec *h, const void *payload,
+		   bool dry_run, char *why, size_t whylen);
+
+/* Lookups: call under rcu_read_lock(); results valid until unlock. */
+struct shmfs_inode *shmfs_ns_iget(struct shmfs_ns *ns, uint64_t ino);
+struct shmfs_dentry *shmfs_ns_lookup(struct shmfs_ns *ns, uint64_t dir, const char *name,
+				     size_t len);
+
+/* Allocator (alloc.c), in units.  Derived from replay only. */
+int shmfs_alloc_init(struct shmfs_alloc *a, uint64_t nunits, uint64_t unit);
+void shmfs_alloc_destroy(struct shmfs_alloc *a);
+bool shmfs_alloc_is_free(const struct shmfs_alloc *a, uint64_t first, uint64_t n);
+void shmfs_alloc_mark(struct shmfs_alloc *a, uint64_t first, uint64_t n, bool used);
+/* Find a free run: the first run of want units from the cursor, else the
+ * longest run found (>= 1).  Returns -ENOSPC when nothing is free. */
+int shmfs_alloc_find(struct shmfs_alloc *a, uint64_t want, uint64_t *first, uint64_t *got);
+
+#endif /* SHMFS_NS_H */
