@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/utsname.h>
 #include <time.h>
@@ -103,9 +104,10 @@ static int claim(struct shmfs_fs *fs, uint32_t i, uint64_t old, const char *name
 	id.hs_state = SHMFS_HOST_JOINING;
 	id.hs_flags = fs->readonly ? SHMFS_HOST_F_READONLY : 0;
 	if (name)
-		strncpy(id.hs_name, name, sizeof(id.hs_name) - 1);
+		snprintf(id.hs_name, sizeof(id.hs_name), "%s", name);
 	if (uname(&u) == 0)
-		strncpy(id.hs_hostname, u.nodename, sizeof(id.hs_hostname) - 1);
+		snprintf(id.hs_hostname, sizeof(id.hs_hostname), "%.*s",
+			 (int)sizeof(id.hs_hostname) - 1, u.nodename);
 	if (!name)
 		memcpy(id.hs_name, id.hs_hostname, sizeof(id.hs_name));
 	read_boot_id(id.hs_boot_id);

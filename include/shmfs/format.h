@@ -321,13 +321,14 @@ static_assert(sizeof(struct shmfs_lr_create) == 48, "lr_create");
 
 /* SHMFS_LR_LINK: name a non-directory inode again in dir. */
 struct shmfs_lr_link {
-	shmfs_le64 ln_ino;              /*  0 */
-	shmfs_le64 ln_dir;              /*  8 */
+	shmfs_le64 ln_dir;              /*  0 */
+	shmfs_le64 ln_ino;              /*  8 */
 	shmfs_le16 ln_name_len;         /* 16 */
 	uint8_t    ln_pad[6];           /* 18: zero */
 	/* 24: name */
 };
 static_assert(sizeof(struct shmfs_lr_link) == 24, "lr_link");
+static_assert(offsetof(struct shmfs_lr_link, ln_ino) == 8, "link and unlink share a layout");
 
 /* SHMFS_LR_UNLINK / SHMFS_LR_RMDIR: remove name from dir; it must refer to
  * ul_ino (a check that the writer saw the same namespace). */
