@@ -77,7 +77,7 @@ static uint16_t mix(struct shmfs_fs *fs, uint64_t i, uint32_t *len)
 					1000, 0, name, (size_t)n, NULL, 0);
 		return SHMFS_LR_CREATE;
 	}
-	uint64_t target = ino - 1 - (i % 7); /* a recent file */
+	uint64_t target = SHMFS_MAX(ino - 1 - (i % 7), 1002); /* a recent file */
 	if (i % 10 < 7) {
 		struct shmfs_lr_setattr s = { .sa_ino = target, .sa_valid = SHMFS_SA_MODE |
 					      SHMFS_SA_MTIME | SHMFS_SA_CTIME, .sa_mode = 0600 };
