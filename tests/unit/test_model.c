@@ -364,7 +364,7 @@ static void step(struct shmfs_fs *fs)
 				    shmfs_rec_xattr(buf, ino, 0, name, strlen(name), NULL, 0));
 			CHECK(rc == want, "xattr remove: %d want %d", rc, want);
 			if (!rc) {
-				strcpy(mi[ino].xname[have], mi[ino].xname[mi[ino].nx - 1]);
+				memmove(mi[ino].xname[have], mi[ino].xname[mi[ino].nx - 1], 8);
 				mi[ino].nx--;
 			}
 		}

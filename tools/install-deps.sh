@@ -1,0 +1,9 @@
+#!/bin/bash
+# Install the Debian 12 packages shmfs needs to build, test and run.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends \
+  build-essential cmake pkg-config \
+  libfuse3-dev fuse3 liburcu-dev libxxhash-dev libdaxctl-dev libndctl-dev \
+  python3 python3-pytest >/dev/null
