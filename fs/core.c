@@ -108,7 +108,9 @@ int shmfs_fs_open(struct shmfs_region *r, const struct shmfs_fs_opts *o,
 				      fs->sb.sb_log_seed };
 	fs->lease_ns = (uint64_t)(o->lease_ms ? o->lease_ms : fs->sb.sb_lease_ms) * 1000000ull;
 	fs->rbuf = malloc(SHMFS_LR_PAYLOAD_MAX);
-	fs->ns = shmfs_ns_new(fs->sb.sb_data_size, fs->sb.sb_alloc_unit);
+	/* A create record takes about 100 bytes of log. */
+	fs->ns = shmfs_ns_new(fs->sb.sb_data_size, fs->sb.sb_alloc_unit,
+			      fs->sb.sb_log_size / 1024);
 	if (!fs->rbuf || !fs->ns) {
 		rc = -ENOMEM;
 		goto fail;
@@ -119,7 +121,10 @@ int shmfs_fs_open(struct shmfs_region *r, const struct shmfs_fs_opts *o,
 		if (rc)
 			goto fail;
 	}
+	/* Nobody can read this namespace yet: replay may change it in place. */
+	fs->ns->exclusive = true;
 	rc = shmfs_fs_replay(fs);
+	fs->ns->exclusive = false;
 	if (rc == -ENOMEM)
 		goto fail;
 	*out = fs;

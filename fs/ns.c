@@ -90,6 +90,15 @@ static void free_ext_cb(struct rcu_head *h) { free(caa_container_of(h, struct sh
 static void free_xattrs_cb(struct rcu_head *h) { free(caa_container_of(h, struct shmfs_xattrs, rcu)); }
 static void free_dentry_cb(struct rcu_head *h) { free(caa_container_of(h, struct shmfs_dentry, rcu)); }
 
+/* Free after a grace period -- or at once while no reader can exist. */
+static void retire(struct shmfs_ns *ns, struct rcu_head *h, void (*cb)(struct rcu_head *))
+{
+	if (ns->exclusive)
+		cb(h);
+	else
+		call_rcu(h, cb);
+}
+
 static void free_inode_now(struct shmfs_inode *ip)
 {
 	free(ip->attr);
@@ -106,17 +115,24 @@ static void free_inode_cb(struct rcu_head *h)
 
 /* ---- construction ---------------------------------------------------------- */
 
-struct shmfs_ns *shmfs_ns_new(uint64_t data_size, uint64_t unit)
+struct shmfs_ns *shmfs_ns_new(uint64_t data_size, uint64_t unit, uint64_t expected_entries)
 {
 	struct shmfs_ns *ns = calloc(1, sizeof(*ns));
+	unsigned long buckets = 1024;
+
+	/* Start near the expected size: an auto-resizing table grows in the
+	 * background, and replay would meanwhile walk long chains. */
+	while (buckets < expected_entries && buckets < (1ul << 22))
+		buckets <<= 1;
 
 	if (!ns)
 		return NULL;
 	ns->data_size = data_size;
 	ns->unit = unit;
 	ns->next_ino = SHMFS_ROOT_INO;
-	ns->inodes = cds_lfht_new(1024, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
-	ns->dentries = cds_lfht_new(1024, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
+	ns->inodes = cds_lfht_new(buckets, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
+				  NULL);
+	ns->dentries = cds_lfht_new(buckets, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
 				    NULL);
 	if (!ns->inodes || !ns->dentries || shmfs_alloc_init(&ns->alloc, data_size / unit, unit)) {
 		shmfs_ns_free(ns);
@@ -164,28 +180,39 @@ static struct shmfs_time ns_time(uint64_t ns_since_epoch)
 				    .t_nsec = (uint32_t)(ns_since_epoch % 1000000000ull) };
 }
 
-/* A private copy of ip's attributes to modify, or NULL (out of memory). */
-static struct shmfs_attr *attr_copy(const struct shmfs_inode *ip)
+/* ip's attributes to modify: a private copy, or (no readers) the live
+ * ones; NULL when out of memory.  attr_swap() publishes, attr_drop()
+ * abandons. */
+static struct shmfs_attr *attr_copy(struct shmfs_ns *ns, const struct shmfs_inode *ip)
 {
+	if (ns->exclusive)
+		return ip->attr;
 	struct shmfs_attr *a = malloc(sizeof(*a));
-
 	if (a)
 		*a = *ip->attr;
 	return a;
 }
 
-static void attr_swap(struct shmfs_inode *ip, struct shmfs_attr *a)
+static void attr_swap(struct shmfs_ns *ns, struct shmfs_inode *ip, struct shmfs_attr *a)
 {
 	struct shmfs_attr *old = ip->attr;
 
+	if (a == old)
+		return;
 	rcu_assign_pointer(ip->attr, a);
-	call_rcu(&old->rcu, free_attr_cb);
+	retire(ns, &old->rcu, free_attr_cb);
+}
+
+static void attr_drop(struct shmfs_inode *ip, struct shmfs_attr *a)
+{
+	if (a != ip->attr)
+		free(a);
 }
 
 /* Set mtime and ctime of a directory (or ctime only) to t. */
-static int touch(struct shmfs_inode *ip, uint64_t t, bool mtime, int nlink_delta)
+static int touch(struct shmfs_ns *ns, struct shmfs_inode *ip, uint64_t t, bool mtime, int nlink_delta)
 {
-	struct shmfs_attr *a = attr_copy(ip);
+	struct shmfs_attr *a = attr_copy(ns, ip);
 
 	if (!a)
 		return -ENOMEM;
@@ -193,7 +220,7 @@ static int touch(struct shmfs_inode *ip, uint64_t t, bool mtime, int nlink_delta
 	if (mtime)
 		a->mtime = a->ctime;
 	a->nlink = (uint32_t)((int64_t)a->nlink + nlink_delta);
-	attr_swap(ip, a);
+	attr_swap(ns, ip, a);
 	return 0;
 }
 
@@ -237,7 +264,7 @@ static int ext_release(struct shmfs_ns *ns, struct shmfs_inode *ip, uint64_t sta
 		nm = NULL;
 	}
 	rcu_assign_pointer(ip->ext, nm);
-	call_rcu(&old->rcu, free_ext_cb);
+	retire(ns, &old->rcu, free_ext_cb);
 	return 0;
 }
 
@@ -251,7 +278,7 @@ static bool ext_overlaps(const struct shmfs_extmap *m, uint64_t foff, uint64_t l
 	return false;
 }
 
-static int ext_insert(struct shmfs_inode *ip, struct shmfs_extent x)
+static int ext_insert(struct shmfs_ns *ns, struct shmfs_inode *ip, struct shmfs_extent x)
 {
 	const struct shmfs_extmap *m = ip->ext;
 	uint32_t n = m ? m->n : 0, j = 0;
@@ -279,7 +306,7 @@ static int ext_insert(struct shmfs_inode *ip, struct shmfs_extent x)
 	struct shmfs_extmap *old = ip->ext;
 	rcu_assign_pointer(ip->ext, nm);
 	if (old)
-		call_rcu(&old->rcu, free_ext_cb);
+		retire(ns, &old->rcu, free_ext_cb);
 	return 0;
 }
 
@@ -340,7 +367,7 @@ static void dentry_del(struct shmfs_ns *ns, struct shmfs_inode *dir, struct shmf
 	cds_lfht_del(ns->dentries, &d->hnode);
 	cds_list_del_rcu(&d->sibling);
 	dir->nchildren--;
-	call_rcu(&d->rcu, free_dentry_cb);
+	retire(ns, &d->rcu, free_dentry_cb);
 }
 
 /* Drop one link of ip; the inode goes away with its last link. */
@@ -349,7 +376,7 @@ static int inode_unlink(struct shmfs_ns *ns, struct shmfs_inode *ip, uint64_t t)
 	uint64_t freed;
 
 	if (ip->attr->nlink > (ip->type == S_IFDIR ? 2u : 1u))
-		return touch(ip, t, false, -1);
+		return touch(ns, ip, t, false, -1);
 	if (ip->ext) {
 		int rc = ext_release(ns, ip, 0, UINT64_MAX, &freed);
 		if (rc)
@@ -357,7 +384,7 @@ static int inode_unlink(struct shmfs_ns *ns, struct shmfs_inode *ip, uint64_t t)
 	}
 	cds_lfht_del(ns->inodes, &ip->hnode);
 	ns->ninodes--;
-	call_rcu(&ip->rcu, free_inode_cb);
+	retire(ns, &ip->rcu, free_inode_cb);
 	return 0;
 }
 
@@ -436,7 +463,7 @@ static int apply_create(struct shmfs_ns *ns, const struct shmfs_log_rec *h, cons
 	struct shmfs_dentry *d = NULL;
 	if (dir) {
 		d = dentry_new(dir->ino, ip->ino, ip->type, name, c.cr_name_len);
-		if (!d || touch(dir, h->lr_time, true, S_ISDIR(c.cr_mode) ? 1 : 0)) {
+		if (!d || touch(ns, dir, h->lr_time, true, S_ISDIR(c.cr_mode) ? 1 : 0)) {
 			free(d);
 			free_inode_now(ip);
 			return -ENOMEM;
@@ -474,7 +501,7 @@ static int apply_link(struct shmfs_ns *ns, const struct shmfs_log_rec *h, const 
 	if (dry)
 		return 0;
 	struct shmfs_dentry *d = dentry_new(dir->ino, ip->ino, ip->type, name, l.ln_name_len);
-	if (!d || touch(ip, h->lr_time, false, 1) || touch(dir, h->lr_time, true, 0)) {
+	if (!d || touch(ns, ip, h->lr_time, false, 1) || touch(ns, dir, h->lr_time, true, 0)) {
 		free(d);
 		return -ENOMEM;
 	}
@@ -516,7 +543,7 @@ static int apply_unlink(struct shmfs_ns *ns, const struct shmfs_log_rec *h, cons
 		REJECT(-ENOTEMPTY, "rmdir: %.*s is not empty", u.ul_name_len, name);
 	if (dry)
 		return 0;
-	if (touch(dir, h->lr_time, true, rmdir ? -1 : 0))
+	if (touch(ns, dir, h->lr_time, true, rmdir ? -1 : 0))
 		return -ENOMEM;
 	dentry_del(ns, dir, d);
 	return inode_unlink(ns, ip, h->lr_time);
@@ -598,14 +625,14 @@ static int apply_rename(struct shmfs_ns *ns, const struct shmfs_log_rec *h, cons
 		dentry_add(ns, nd, ns_d);
 		dentry_add(ns, od, os_d);
 		if (od != nd) {
-			if (touch(od, t, true, ddir - sdir) || touch(nd, t, true, sdir - ddir))
+			if (touch(ns, od, t, true, ddir - sdir) || touch(ns, nd, t, true, sdir - ddir))
 				return -ENOMEM;
-		} else if (touch(od, t, true, 0)) {
+		} else if (touch(ns, od, t, true, 0)) {
 			return -ENOMEM;
 		}
 		src->parent = sdir ? nd->ino : src->parent;
 		dst->parent = ddir ? od->ino : dst->parent;
-		if (touch(src, t, false, 0) || touch(dst, t, false, 0))
+		if (touch(ns, src, t, false, 0) || touch(ns, dst, t, false, 0))
 			return -ENOMEM;
 		return 0;
 	}
@@ -616,12 +643,12 @@ static int apply_rename(struct shmfs_ns *ns, const struct shmfs_log_rec *h, cons
 	if (sdir)
 		src->parent = nd->ino;
 	if (od != nd) {
-		if (touch(od, t, true, -sdir) || touch(nd, t, true, sdir - ddir))
+		if (touch(ns, od, t, true, -sdir) || touch(ns, nd, t, true, sdir - ddir))
 			return -ENOMEM;
-	} else if (touch(od, t, true, -ddir)) {
+	} else if (touch(ns, od, t, true, -ddir)) {
 		return -ENOMEM;
 	}
-	if (touch(src, t, false, 0))
+	if (touch(ns, src, t, false, 0))
 		return -ENOMEM;
 	/* The replaced inode loses a name (an empty directory: its last). */
 	return dst ? inode_unlink(ns, dst, t) : 0;
@@ -649,7 +676,7 @@ static int apply_setattr(struct shmfs_ns *ns, const struct shmfs_log_rec *h, con
 		if (rc)
 			return rc;
 	}
-	a = attr_copy(ip);
+	a = attr_copy(ns, ip);
 	if (!a)
 		return -ENOMEM;
 	if (s.sa_valid & SHMFS_SA_MODE)
@@ -667,7 +694,7 @@ static int apply_setattr(struct shmfs_ns *ns, const struct shmfs_log_rec *h, con
 	if (s.sa_valid & SHMFS_SA_CTIME)
 		a->ctime = s.sa_ctime;
 	a->blocks_bytes -= freed;
-	attr_swap(ip, a);
+	attr_swap(ns, ip, a);
 	return 0;
 }
 
@@ -700,12 +727,12 @@ static int apply_extent(struct shmfs_ns *ns, const struct shmfs_log_rec *h, cons
 	}
 	if (dry)
 		return 0;
-	a = attr_copy(ip);
+	a = attr_copy(ns, ip);
 	if (!a)
 		return -ENOMEM;
 	if (map) {
-		if (ext_insert(ip, (struct shmfs_extent){ x.ex_foff, x.ex_doff, x.ex_len })) {
-			free(a);
+		if (ext_insert(ns, ip, (struct shmfs_extent){ x.ex_foff, x.ex_doff, x.ex_len })) {
+			attr_drop(ip, a);
 			return -ENOMEM;
 		}
 		shmfs_alloc_mark(&ns->alloc, x.ex_doff / ns->unit, x.ex_len / ns->unit, true);
@@ -716,14 +743,14 @@ static int apply_extent(struct shmfs_ns *ns, const struct shmfs_log_rec *h, cons
 		}
 	} else {
 		if (ext_release(ns, ip, x.ex_foff, x.ex_foff + x.ex_len, &freed)) {
-			free(a);
+			attr_drop(ip, a);
 			return -ENOMEM;
 		}
 		a->blocks_bytes -= freed;
 		a->mtime = ns_time(h->lr_time);
 	}
 	a->ctime = ns_time(h->lr_time);
-	attr_swap(ip, a);
+	attr_swap(ns, ip, a);
 	return 0;
 }
 
@@ -796,14 +823,14 @@ static int apply_xattr(struct shmfs_ns *ns, const struct shmfs_log_rec *h, const
 		}
 		nx->n = k;
 	}
-	if (touch(ip, h->lr_time, false, 0)) {
+	if (touch(ns, ip, h->lr_time, false, 0)) {
 		free(nx);
 		return -ENOMEM;
 	}
 	struct shmfs_xattrs *old = ip->xattrs;
 	rcu_assign_pointer(ip->xattrs, nx);
 	if (old)
-		call_rcu(&old->rcu, free_xattrs_cb);
+		retire(ns, &old->rcu, free_xattrs_cb);
 	return 0;
 }
 

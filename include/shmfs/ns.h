@@ -95,9 +95,12 @@ struct shmfs_ns {
 	uint64_t data_size, unit;
 	uint64_t next_ino;              /* one more than the largest ever used */
 	uint64_t ninodes;
+	bool exclusive;                 /* no readers yet (mount-time replay):
+	                                 * change in place, free at once */
 };
 
-struct shmfs_ns *shmfs_ns_new(uint64_t data_size, uint64_t unit);
+/* expected_entries sizes the hash tables (0: small; they grow). */
+struct shmfs_ns *shmfs_ns_new(uint64_t data_size, uint64_t unit, uint64_t expected_entries);
 void shmfs_ns_free(struct shmfs_ns *ns);
 
 /*
