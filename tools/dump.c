@@ -1,0 +1,1254 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmfs-dump: print everything a region holds -- superblock, control page,
+ * host table, every log record -- as text or as one JSON document.
+ *
+ * It maps the region read-only and never writes.  It trusts nothing: only
+ * offsets from a superblock that passed shmfs_super_check() are used, every
+ * record is copied and verified by shmfs_log_read() before it is decoded,
+ * and decoding never reads past a record's own length.  Corruption is
+ * reported and stepped over: after a bad record the walk scans forward at
+ * 8-byte steps for the next record that verifies, so damage in the middle
+ * of the log does not hide what follows it.  Every loop advances through
+ * the log and ends at its end; resynchronisation has a work budget.
+ *
+ * Exit status: 0 when everything read was consistent, 1 when corruption
+ * was found or there is no filesystem, 2 on usage errors.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shmfs/coord.h"
+#include "shmfs/format.h"
+#include "shmfs/log.h"
+#include "shmfs/region.h"
+#include "shmfs/super.h"
+#include "shmfs/util.h"
+
+#ifndef SHMFS_PKG_VERSION
+#define SHMFS_PKG_VERSION "0.1.0"
+#endif
+
+#define PROG "shmfs-dump"
+
+#define EX_OK    0
+#define EX_BAD   1  /* corruption found, no filesystem, or cannot read */
+#define EX_USAGE 2
+
+/* Resynchronisation may verify candidate records worth this many bytes of
+ * hashing before it gives up (a hostile log full of near-records). */
+#define RESYNC_BUDGET (8ull * SHMFS_GIB)
+#define SCAN_CHUNK    (256u * 1024)
+#define NO_RECORD     UINT64_MAX
+
+/* ------------------------------------------------------------------ */
+/* Output: one set of calls, written as text or as JSON                */
+/* ------------------------------------------------------------------ */
+
+enum { K_BLOCK, K_LINE, K_ARRAY };
+
+#define OUT_DEPTH 16
+
+struct out {
+	FILE *f;
+	bool json;
+	int depth;
+	struct {
+		int kind;
+		bool first;
+	} st[OUT_DEPTH];
+};
+
+static void json_string(FILE *f, const uint8_t *s, size_t len);
+
+static int parent_kind(const struct out *o)
+{
+	return o->depth ? o->st[o->depth - 1].kind : K_BLOCK;
+}
+
+static void indent(const struct out *o, int depth)
+{
+	for (int i = 0; i < depth; i++)
+		fputs("  ", o->f);
+}
+
+/* JSON: separator, newline and indentation before a member; the key. */
+static void json_member(struct out *o, const char *key)
+{
+	int pk = parent_kind(o);
+
+	if (o->depth) {
+		if (!o->st[o->depth - 1].first)
+			fputc(',', o->f);
+		o->st[o->depth - 1].first = false;
+	}
+	if (pk != K_LINE && o->depth) {
+		fputc('\n', o->f);
+		indent(o, o->depth);
+	}
+	if (key && pk != K_ARRAY) {
+		json_string(o->f, (const uint8_t *)key, strlen(key));
+		fputs(pk == K_LINE ? ":" : ": ", o->f);
+	}
+}
+
+static void o_begin(struct out *o, const char *key, int kind)
+{
+	int pk = parent_kind(o);
+	bool first = true;
+
+	if (o->depth >= OUT_DEPTH)
+		abort(); /* a bug in this file, not in the region */
+	if (o->json) {
+		json_member(o, key);
+		fputc(kind == K_ARRAY ? '[' : '{', o->f);
+	} else if (kind == K_LINE) {
+		if (pk == K_LINE)
+			first = o->st[o->depth - 1].first; /* fields continue the line */
+		else
+			indent(o, o->depth ? o->depth - 1 : 0);
+	} else if (key) {
+		indent(o, o->depth ? o->depth - 1 : 0);
+		fprintf(o->f, "%s:\n", key);
+	}
+	o->st[o->depth].kind = kind;
+	o->st[o->depth].first = first;
+	o->depth++;
+}
+
+static void o_end(struct out *o)
+{
+	int kind = o->st[o->depth - 1].kind;
+	bool empty = o->st[o->depth - 1].first;
+
+	o->depth--;
+	if (o->json) {
+		if (kind != K_LINE && !empty) {
+			fputc('\n', o->f);
+			indent(o, o->depth);
+		}
+		fputc(kind == K_ARRAY ? ']' : '}', o->f);
+		if (!o->depth)
+			fputc('\n', o->f);
+	} else if (kind == K_LINE) {
+		if (parent_kind(o) == K_LINE)
+			o->st[o->depth - 1].first = empty;
+		else
+			fputc('\n', o->f);
+	}
+}
+
+/* A field: key, then the caller prints the value, then o_fend(). */
+static void o_fbegin(struct out *o, const char *key)
+{
+	if (o->json) {
+		json_member(o, key);
+		return;
+	}
+	if (parent_kind(o) == K_LINE) {
+		if (!o->st[o->depth - 1].first)
+			fputc(' ', o->f);
+		o->st[o->depth - 1].first = false;
+		fprintf(o->f, "%s=", key);
+	} else {
+		indent(o, o->depth ? o->depth - 1 : 0);
+		fprintf(o->f, "%-18s ", key);
+	}
+}
+
+static void o_fend(struct out *o)
+{
+	if (!o->json && parent_kind(o) != K_LINE)
+		fputc('\n', o->f);
+}
+
+/* JSON string: valid UTF-8 passes through, every other byte becomes
+ * \u00XX, control characters are escaped. */
+static size_t utf8_len(const uint8_t *s, size_t n)
+{
+	uint32_t cp;
+	size_t len;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2, cp = s[0] & 0x1f;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		len = 3, cp = s[0] & 0x0f;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		len = 4, cp = s[0] & 0x07;
+	else
+		return 0;
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+static void json_string(FILE *f, const uint8_t *s, size_t len)
+{
+	fputc('"', f);
+	for (size_t i = 0; i < len;) {
+		uint8_t c = s[i];
+		size_t n;
+
+		if (c == '"' || c == '\\') {
+			fputc('\\', f);
+			fputc(c, f);
+			i++;
+		} else if (c == '\n') {
+			fputs("\\n", f);
+			i++;
+		} else if (c == '\t') {
+			fputs("\\t", f);
+			i++;
+		} else if (c < 0x20 || c == 0x7f) {
+			fprintf(f, "\\u%04x", c);
+			i++;
+		} else if ((n = utf8_len(s + i, len - i)) > 0) {
+			fwrite(s + i, 1, n, f);
+			i += n;
+		} else {
+			fprintf(f, "\\u%04x", c); /* not UTF-8: the byte as U+00XX */
+			i++;
+		}
+	}
+	fputc('"', f);
+}
+
+/* Text: quoted, with anything but printable ASCII as \xNN. */
+static void text_string(FILE *f, const uint8_t *s, size_t len)
+{
+	fputc('"', f);
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '"' || s[i] == '\\')
+			fprintf(f, "\\%c", s[i]);
+		else if (s[i] < 0x20 || s[i] >= 0x7f)
+			fprintf(f, "\\x%02x", s[i]);
+		else
+			fputc(s[i], f);
+	}
+	fputc('"', f);
+}
+
+static void f_u64(struct out *o, const char *key, uint64_t v)
+{
+	o_fbegin(o, key);
+	fprintf(o->f, "%" PRIu64, v);
+	o_fend(o);
+}
+
+/* Checksums, tokens, magic numbers: hex strings in both forms. */
+static void f_hex(struct out *o, const char *key, uint64_t v)
+{
+	o_fbegin(o, key);
+	fprintf(o->f, o->json ? "\"0x%" PRIx64 "\"" : "0x%" PRIx64, v);
+	o_fend(o);
+}
+
+static void f_octal(struct out *o, const char *key, uint32_t v)
+{
+	o_fbegin(o, key);
+	fprintf(o->f, o->json ? "%" PRIu32 : "0%" PRIo32, v);
+	o_fend(o);
+}
+
+static void f_bool(struct out *o, const char *key, bool v)
+{
+	o_fbegin(o, key);
+	fputs(o->json ? (v ? "true" : "false") : (v ? "yes" : "no"), o->f);
+	o_fend(o);
+}
+
+/* A trusted string (ours): bare in text, escaped in JSON. */
+static void f_str(struct out *o, const char *key, const char *s)
+{
+	o_fbegin(o, key);
+	if (o->json)
+		json_string(o->f, (const uint8_t *)s, strlen(s));
+	else
+		fputs(s, o->f);
+	o_fend(o);
+}
+
+/* Bytes from the region (names, labels): always quoted and escaped. */
+static void f_bytes(struct out *o, const char *key, const void *p, size_t len)
+{
+	o_fbegin(o, key);
+	if (o->json)
+		json_string(o->f, p, len);
+	else
+		text_string(o->f, p, len);
+	o_fend(o);
+}
+
+static void f_size(struct out *o, const char *key, uint64_t v)
+{
+	char b[32];
+
+	o_fbegin(o, key);
+	if (o->json)
+		fprintf(o->f, "%" PRIu64, v);
+	else if (parent_kind(o) == K_LINE)
+		fprintf(o->f, "%" PRIu64, v);
+	else
+		fprintf(o->f, "%s (%" PRIu64 " bytes)", shmfs_fmt_size(v, b, sizeof(b)), v);
+	o_fend(o);
+}
+
+/* ISO-8601 UTC with nanoseconds; false if the time cannot be shown. */
+static bool iso_time(int64_t sec, uint32_t nsec, char *buf, size_t len)
+{
+	time_t t = (time_t)sec;
+	struct tm tm;
+	char d[40];
+
+	if (nsec >= 1000000000u || !gmtime_r(&t, &tm) || tm.tm_year > 9999 - 1900 ||
+	    tm.tm_year < -1900)
+		return false;
+	strftime(d, sizeof(d), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf, len, "%s.%09" PRIu32 "Z", d, nsec);
+	return true;
+}
+
+static void f_time(struct out *o, const char *key, int64_t sec, uint32_t nsec)
+{
+	char b[64];
+
+	o_fbegin(o, key);
+	if (!iso_time(sec, nsec, b, sizeof(b)))
+		snprintf(b, sizeof(b), "%" PRId64 ".%09" PRIu32 " (out of range)", sec, nsec);
+	if (o->json)
+		json_string(o->f, (const uint8_t *)b, strlen(b));
+	else
+		fputs(b, o->f);
+	o_fend(o);
+}
+
+/* CLOCK_REALTIME nanoseconds: ISO string, plus the raw number in JSON. */
+static void f_time_ns(struct out *o, const char *key, uint64_t ns)
+{
+	char k[64];
+
+	if (!ns) {
+		o_fbegin(o, key);
+		fputs(o->json ? "null" : "never", o->f);
+		o_fend(o);
+	} else {
+		f_time(o, key, (int64_t)(ns / 1000000000ull), (uint32_t)(ns % 1000000000ull));
+	}
+	if (o->json) {
+		snprintf(k, sizeof(k), "%s_ns", key);
+		f_u64(o, k, ns);
+	}
+}
+
+/* A line of text that only the text form carries. */
+static void __attribute__((format(printf, 2, 3))) o_note(struct out *o, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (o->json)
+		return;
+	indent(o, o->depth ? o->depth - 1 : 0);
+	va_start(ap, fmt);
+	vfprintf(o->f, fmt, ap);
+	va_end(ap);
+	fputc('\n', o->f);
+}
+
+/* ------------------------------------------------------------------ */
+/* The dump                                                            */
+/* ------------------------------------------------------------------ */
+
+struct dump {
+	const char *spec;
+	bool hosts_only, super_only;
+	uint64_t rec_limit;             /* 0: no limit */
+
+	struct out o;
+	struct shmfs_region r;
+	bool region_open;
+
+	struct shmfs_super sb;          /* validated copy (have_sb) */
+	bool have_sb;
+	uint64_t avail;                 /* region bytes that may be read */
+
+	struct shmfs_log log;           /* log clipped to what the region holds */
+	bool have_log;
+	int scan_fd;                    /* pread/SEEK_DATA for scans, or -1 */
+	uint64_t scan_base;             /* file offset of log byte 0 */
+	uint8_t *buf;                   /* SHMFS_LR_PAYLOAD_MAX */
+	uint8_t *chunk;                 /* SCAN_CHUNK + header */
+	uint64_t hashed;                /* resynchronisation work so far */
+
+	unsigned problems;
+	char **errors;                  /* JSON: every problem, in order */
+	size_t nerrors;
+};
+
+static void __attribute__((format(printf, 2, 3))) problem(struct dump *d, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	d->problems++;
+	if (!d->o.json) {
+		indent(&d->o, d->o.depth ? d->o.depth - 1 : 0);
+		fprintf(d->o.f, "!! %s\n", msg);
+		return;
+	}
+	char **n = realloc(d->errors, (d->nerrors + 1) * sizeof(*n));
+	if (n) {
+		d->errors = n;
+		d->errors[d->nerrors] = strdup(msg);
+		if (d->errors[d->nerrors])
+			d->nerrors++;
+	}
+}
+
+static sigjmp_buf bus_jmp;
+
+static void on_sigbus(int sig)
+{
+	siglongjmp(bus_jmp, sig);
+}
+
+/* ---- superblock --------------------------------------------------- */
+
+static void print_features(struct out *o, const char *key, uint64_t v, uint64_t supp)
+{
+	f_hex(o, key, v);
+	if (v & ~supp) {
+		char k[64];
+		snprintf(k, sizeof(k), "%s_unknown", key);
+		f_hex(o, k, v & ~supp);
+	}
+}
+
+static void print_super(struct dump *d, const struct shmfs_super *sb, const char *copy,
+			const char *status, const char *other)
+{
+	struct out *o = &d->o;
+	char uuid[37], magic[9];
+
+	o_begin(o, "superblock", K_BLOCK);
+	f_str(o, "copy", copy);
+	f_bool(o, "valid", !status);
+	if (status)
+		f_str(o, "invalid_because", status);
+	if (other)
+		f_str(o, "other_copy", other);
+	memcpy(magic, &sb->sb_magic, 8);
+	magic[8] = 0;
+	o_fbegin(o, "magic");
+	if (o->json)
+		fprintf(o->f, "\"0x%" PRIx64 "\"", sb->sb_magic);
+	else if (sb->sb_magic == SHMFS_SB_MAGIC)
+		fprintf(o->f, "0x%" PRIx64 " (\"%s\")", sb->sb_magic, magic);
+	else
+		fprintf(o->f, "0x%" PRIx64 " (not shmfs)", sb->sb_magic);
+	o_fend(o);
+	f_u64(o, "version", sb->sb_version);
+	f_hex(o, "flags", sb->sb_flags);
+	print_features(o, "feature_compat", sb->sb_feature_compat, SHMFS_FEATURE_COMPAT_SUPP);
+	print_features(o, "feature_ro_compat", sb->sb_feature_ro_compat,
+		       SHMFS_FEATURE_RO_COMPAT_SUPP);
+	print_features(o, "feature_incompat", sb->sb_feature_incompat,
+		       SHMFS_FEATURE_INCOMPAT_SUPP);
+	shmfs_uuid_format(sb->sb_uuid, uuid);
+	f_str(o, "uuid", uuid);
+	f_bytes(o, "label", sb->sb_label, strnlen(sb->sb_label, SHMFS_LABEL_MAX));
+	f_size(o, "region_size", sb->sb_region_size);
+	f_size(o, "map_align", sb->sb_map_align);
+	f_size(o, "alloc_unit", sb->sb_alloc_unit);
+	f_u64(o, "ctl_off", sb->sb_ctl_off);
+	f_u64(o, "backup_off", sb->sb_backup_off);
+	f_u64(o, "hosts_off", sb->sb_hosts_off);
+	f_u64(o, "max_hosts", sb->sb_max_hosts);
+	f_u64(o, "host_slot_size", sb->sb_host_slot_size);
+	f_u64(o, "log_off", sb->sb_log_off);
+	f_size(o, "log_size", sb->sb_log_size);
+	f_u64(o, "data_off", sb->sb_data_off);
+	f_size(o, "data_size", sb->sb_data_size);
+	if (sb->sb_alloc_unit && shmfs_is_pow2(sb->sb_alloc_unit))
+		f_u64(o, "data_units", sb->sb_data_size / sb->sb_alloc_unit);
+	f_hex(o, "log_seed", sb->sb_log_seed);
+	f_time_ns(o, "mkfs_time", sb->sb_mkfs_time);
+	f_u64(o, "lease_ms", sb->sb_lease_ms);
+	f_u64(o, "heartbeat_ms", sb->sb_heartbeat_ms);
+	f_u64(o, "root_ino", sb->sb_root_ino);
+	f_hex(o, "checksum", sb->sb_checksum);
+	o_end(o);
+}
+
+/*
+ * Find a superblock to trust.  Returns 0 with d->sb set and d->have_sb; or
+ * -errno after printing what there is.  A region shorter than its
+ * filesystem (-EFBIG) still gets a partial dump when the superblock is
+ * otherwise sound.
+ */
+static int read_super(struct dump *d)
+{
+	char err[256], other[256], why[256];
+	struct shmfs_super raw;
+	int used = 0, rc;
+
+	d->avail = d->r.size;
+	rc = shmfs_super_read(&d->r, &d->sb, &used, err, sizeof(err), other, sizeof(other));
+	if (rc == 0) {
+		d->have_sb = true;
+		if (other[0])
+			problem(d, "%s (the %s copy is used)", other, used ? "backup" : "primary");
+		if (!d->hosts_only)
+			print_super(d, &d->sb, used ? "backup" : "primary", NULL,
+				    other[0] ? other : "valid");
+		return 0;
+	}
+
+	if (d->r.size < SHMFS_HOSTS_OFF) {
+		uint64_t magic = 0;
+
+		if (d->r.size >= sizeof(magic))
+			memcpy(&magic, d->r.base, sizeof(magic));
+		problem(d, "no shmfs superblock: %s%s", err,
+			magic == SHMFS_SB_MAGIC ? " (but it starts with the shmfs magic)" : "");
+		return rc;
+	}
+	memcpy(&raw, d->r.base + (used ? SHMFS_BACKUP_OFF : SHMFS_SB_OFF), sizeof(raw));
+	if (rc == -ENODATA) {
+		problem(d, "no shmfs superblock (no magic in the primary or the backup)");
+		return rc;
+	}
+	if (rc == -EFBIG && shmfs_super_check(&raw, raw.sb_region_size, why, sizeof(why)) == 0) {
+		/* Sound, but the region was truncated: show what is there. */
+		problem(d, "region is truncated: %s", err);
+		if (!d->hosts_only)
+			print_super(d, &raw, used ? "backup" : "primary", NULL,
+				    other[0] ? other : NULL);
+		d->sb = raw;
+		d->have_sb = true;
+		return 0;
+	}
+	switch (rc) {
+	case -EPROTONOSUPPORT:
+	case -EOPNOTSUPP:
+		problem(d, "cannot interpret this filesystem: %s", err);
+		break;
+	default:
+		problem(d, "no valid shmfs superblock: %s", err);
+		if (other[0])
+			problem(d, "%s", other);
+		break;
+	}
+	/* Show the fields anyway, marked as untrusted; nothing is followed. */
+	if (raw.sb_magic == SHMFS_SB_MAGIC && !d->hosts_only)
+		print_super(d, &raw, used ? "backup" : "primary", err, other[0] ? other : NULL);
+	return rc;
+}
+
+/* ---- control page and hosts --------------------------------------- */
+
+static void print_control(struct dump *d)
+{
+	struct out *o = &d->o;
+	struct shmfs_ctl ctl;
+	uint64_t lock;
+	uint32_t owner;
+
+	memcpy(&ctl, d->r.base + d->sb.sb_ctl_off, sizeof(ctl));
+	lock = ctl.ctl_lock;
+	owner = shmfs_lock_owner(lock);
+	o_begin(o, "control", K_BLOCK);
+	f_hex(o, "magic", ctl.ctl_magic);
+	f_hex(o, "lock_word", lock);
+	if (owner) {
+		f_u64(o, "lock_owner_slot", owner - 1);
+	} else {
+		o_fbegin(o, "lock_owner_slot");
+		fputs(o->json ? "null" : "none (unlocked)", o->f);
+		o_fend(o);
+	}
+	f_u64(o, "lock_generation", shmfs_lock_gen(lock));
+	o_end(o);
+	if (ctl.ctl_magic != SHMFS_CTL_MAGIC)
+		problem(d, "control page has a bad magic 0x%" PRIx64, ctl.ctl_magic);
+	if (owner && owner - 1 >= d->sb.sb_max_hosts)
+		problem(d, "lock word names host slot %u, but there are only %u", owner - 1,
+			d->sb.sb_max_hosts);
+}
+
+static const char *host_state_name(uint32_t s)
+{
+	switch (s) {
+	case SHMFS_HOST_FREE: return "free";
+	case SHMFS_HOST_JOINING: return "joining";
+	case SHMFS_HOST_ACTIVE: return "active";
+	case SHMFS_HOST_TOOL: return "tool";
+	default: return NULL;
+	}
+}
+
+static void print_hosts(struct dump *d)
+{
+	struct out *o = &d->o;
+	uint64_t end = d->sb.sb_hosts_off + (uint64_t)d->sb.sb_max_hosts * SHMFS_HOST_SLOT_SIZE;
+	uint32_t n = d->sb.sb_max_hosts, used = 0;
+	struct shmfs_host h;
+
+	if (end > d->avail) {
+		n = (uint32_t)((d->avail - SHMFS_HOSTS_OFF) / SHMFS_HOST_SLOT_SIZE);
+		problem(d, "host table is cut off by the end of the region: %u of %u slots readable",
+			n, d->sb.sb_max_hosts);
+	}
+	o_begin(o, "hosts", K_ARRAY);
+	for (uint32_t i = 0; i < n; i++) {
+		const char *state;
+		char unknown[32];
+		bool ident_ok;
+
+		memcpy(&h, shmfs_host_slot(d->r.base, &d->sb, i), sizeof(h));
+		if (h.hs_state == SHMFS_HOST_FREE)
+			continue;
+		used++;
+		state = host_state_name(h.hs_state);
+		ident_ok = shmfs_host_ident_csum(&h) == h.hs_ident_csum;
+		o_begin(o, NULL, K_LINE);
+		f_u64(o, "slot", i);
+		if (state) {
+			f_str(o, "state", state);
+		} else {
+			snprintf(unknown, sizeof(unknown), "invalid(%" PRIu32 ")", h.hs_state);
+			f_str(o, "state", unknown);
+		}
+		f_bytes(o, "name", h.hs_name, strnlen(h.hs_name, sizeof(h.hs_name)));
+		f_bytes(o, "hostname", h.hs_hostname, strnlen(h.hs_hostname, sizeof(h.hs_hostname)));
+		f_u64(o, "pid", h.hs_pid);
+		f_hex(o, "flags", h.hs_flags);
+		f_hex(o, "token", h.hs_token);
+		f_time_ns(o, "mounted", h.hs_mount_ns);
+		f_u64(o, "heartbeat", h.hs_heartbeat);
+		f_time_ns(o, "heartbeat_time", h.hs_heartbeat_ns);
+		f_u64(o, "applied_seq", h.hs_applied_seq);
+		f_u64(o, "pin_seq", h.hs_pin_seq);
+		f_bool(o, "ident_ok", ident_ok);
+		o_end(o);
+		if (!state)
+			problem(d, "host slot %u has an invalid state %u", i, h.hs_state);
+		else if (!ident_ok && h.hs_state != SHMFS_HOST_JOINING)
+			problem(d, "host slot %u (%s): identity checksum mismatch", i, state);
+	}
+	o_end(o);
+	o_note(o, "(%u of %u host slots in use)", used, d->sb.sb_max_hosts);
+}
+
+/* ---- records -------------------------------------------------------- */
+
+/* Bytes [off, off+len) of a payload of plen bytes, clipped. */
+static size_t clip(uint32_t plen, size_t off, size_t len)
+{
+	if (off >= plen)
+		return 0;
+	return SHMFS_MIN(len, plen - off);
+}
+
+static void f_name_at(struct out *o, const char *key, const uint8_t *p, uint32_t plen,
+		      size_t off, size_t len)
+{
+	f_bytes(o, key, p + SHMFS_MIN(off, plen), clip(plen, off, len));
+}
+
+static void f_stime(struct out *o, const char *key, const struct shmfs_time *t)
+{
+	f_time(o, key, (int64_t)t->t_sec, t->t_nsec);
+}
+
+/* Decode a payload of any shape; never reads past plen. */
+static void print_payload(struct out *o, const struct shmfs_log_rec *h, const uint8_t *p)
+{
+	uint32_t plen = h->lr_len;
+	char flags[64];
+
+	switch (h->lr_type) {
+	case SHMFS_LR_CREATE: {
+		struct shmfs_lr_create c;
+		if (plen < sizeof(c))
+			return;
+		memcpy(&c, p, sizeof(c));
+		f_u64(o, "ino", c.cr_ino);
+		f_u64(o, "parent", c.cr_parent);
+		f_octal(o, "mode", c.cr_mode);
+		f_u64(o, "uid", c.cr_uid);
+		f_u64(o, "gid", c.cr_gid);
+		if (c.cr_rdev || (c.cr_mode & S_IFMT) == S_IFCHR || (c.cr_mode & S_IFMT) == S_IFBLK)
+			f_u64(o, "rdev", c.cr_rdev);
+		f_name_at(o, "name", p, plen, sizeof(c), c.cr_name_len);
+		if (c.cr_target_len)
+			f_name_at(o, "target", p, plen, sizeof(c) + c.cr_name_len, c.cr_target_len);
+		return;
+	}
+	case SHMFS_LR_LINK: {
+		struct shmfs_lr_link l;
+		if (plen < sizeof(l))
+			return;
+		memcpy(&l, p, sizeof(l));
+		f_u64(o, "ino", l.ln_ino);
+		f_u64(o, "dir", l.ln_dir);
+		f_name_at(o, "name", p, plen, sizeof(l), l.ln_name_len);
+		return;
+	}
+	case SHMFS_LR_UNLINK:
+	case SHMFS_LR_RMDIR: {
+		struct shmfs_lr_unlink u;
+		if (plen < sizeof(u))
+			return;
+		memcpy(&u, p, sizeof(u));
+		f_u64(o, "dir", u.ul_dir);
+		f_u64(o, "ino", u.ul_ino);
+		f_name_at(o, "name", p, plen, sizeof(u), u.ul_name_len);
+		return;
+	}
+	case SHMFS_LR_RENAME: {
+		struct shmfs_lr_rename r;
+		if (plen < sizeof(r))
+			return;
+		memcpy(&r, p, sizeof(r));
+		f_u64(o, "olddir", r.rn_olddir);
+		f_name_at(o, "oldname", p, plen, sizeof(r), r.rn_oldname_len);
+		f_u64(o, "newdir", r.rn_newdir);
+		f_name_at(o, "newname", p, plen, sizeof(r) + r.rn_oldname_len, r.rn_newname_len);
+		f_u64(o, "ino", r.rn_ino);
+		f_u64(o, "target", r.rn_target);
+		snprintf(flags, sizeof(flags), "%s%s%s",
+			 r.rn_flags & SHMFS_RENAME_NOREPLACE ? "noreplace," : "",
+			 r.rn_flags & SHMFS_RENAME_EXCHANGE ? "exchange," : "",
+			 r.rn_flags & ~(SHMFS_RENAME_NOREPLACE | SHMFS_RENAME_EXCHANGE) ?
+			 "unknown," : "");
+		if (flags[0])
+			flags[strlen(flags) - 1] = 0;
+		f_str(o, "rename_flags", flags[0] ? flags : "none");
+		return;
+	}
+	case SHMFS_LR_SETATTR: {
+		static const char *const names[] = { "mode", "uid", "gid", "size",
+						     "atime", "mtime", "ctime" };
+		struct shmfs_lr_setattr s;
+		size_t n = 0;
+
+		if (plen < sizeof(s))
+			return;
+		memcpy(&s, p, sizeof(s));
+		flags[0] = 0;
+		for (unsigned i = 0; i < SHMFS_ARRAY_SIZE(names); i++)
+			if (s.sa_valid & (1u << i))
+				n += (size_t)snprintf(flags + n, sizeof(flags) - n, "%s%s",
+						      n ? "," : "", names[i]);
+		if (s.sa_valid & ~SHMFS_SA_ALL)
+			snprintf(flags + n, sizeof(flags) - n, "%sunknown", n ? "," : "");
+		f_u64(o, "ino", s.sa_ino);
+		f_str(o, "valid", flags[0] ? flags : "none");
+		if (s.sa_valid & SHMFS_SA_MODE)
+			f_octal(o, "mode", s.sa_mode);
+		if (s.sa_valid & SHMFS_SA_UID)
+			f_u64(o, "uid", s.sa_uid);
+		if (s.sa_valid & SHMFS_SA_GID)
+			f_u64(o, "gid", s.sa_gid);
+		if (s.sa_valid & SHMFS_SA_SIZE)
+			f_u64(o, "size", s.sa_size);
+		if (s.sa_valid & SHMFS_SA_ATIME)
+			f_stime(o, "atime", &s.sa_atime);
+		if (s.sa_valid & SHMFS_SA_MTIME)
+			f_stime(o, "mtime", &s.sa_mtime);
+		if (s.sa_valid & SHMFS_SA_CTIME)
+			f_stime(o, "ctime", &s.sa_ctime);
+		return;
+	}
+	case SHMFS_LR_EXTENT_MAP:
+	case SHMFS_LR_EXTENT_UNMAP: {
+		struct shmfs_lr_extent x;
+		if (plen < sizeof(x))
+			return;
+		memcpy(&x, p, sizeof(x));
+		f_u64(o, "ino", x.ex_ino);
+		f_u64(o, "foff", x.ex_foff);
+		f_u64(o, "len", x.ex_len);
+		if (h->lr_type == SHMFS_LR_EXTENT_MAP)
+			f_u64(o, "doff", x.ex_doff);
+		if (h->lr_type == SHMFS_LR_EXTENT_MAP && (h->lr_flags & SHMFS_EXT_F_SIZE))
+			f_u64(o, "size", x.ex_size);
+		return;
+	}
+	case SHMFS_LR_XATTR_SET:
+	case SHMFS_LR_XATTR_REMOVE: {
+		struct shmfs_lr_xattr a;
+		if (plen < sizeof(a))
+			return;
+		memcpy(&a, p, sizeof(a));
+		f_u64(o, "ino", a.xa_ino);
+		f_name_at(o, "xattr", p, plen, sizeof(a), a.xa_name_len);
+		if (h->lr_type == SHMFS_LR_XATTR_SET) {
+			f_u64(o, "value_len", a.xa_value_len);
+			snprintf(flags, sizeof(flags), "%s%s%s",
+				 a.xa_flags & SHMFS_XATTR_CREATE ? "create" : "",
+				 (a.xa_flags & SHMFS_XATTR_CREATE) && (a.xa_flags & SHMFS_XATTR_REPLACE)
+				 ? "," : "",
+				 a.xa_flags & SHMFS_XATTR_REPLACE ? "replace" : "");
+			f_str(o, "xattr_flags", flags[0] ? flags : "none");
+		}
+		return;
+	}
+	default:
+		return;
+	}
+}
+
+static void print_record(struct dump *d, const struct shmfs_log_entry *e)
+{
+	struct out *o = &d->o;
+	char why[200], tname[32];
+	bool bad_shape;
+
+	bad_shape = shmfs_lr_check_shape(&e->hdr, e->payload, d->sb.sb_alloc_unit, why,
+					 sizeof(why)) != 0;
+	o_begin(o, NULL, K_LINE);
+	f_u64(o, "pos", e->pos);
+	f_u64(o, "seq", e->hdr.lr_seq);
+	if (e->hdr.lr_type < SHMFS_LR_TYPE_COUNT) {
+		f_str(o, "type", shmfs_lr_type_name(e->hdr.lr_type));
+	} else {
+		snprintf(tname, sizeof(tname), "unknown(%u)", e->hdr.lr_type);
+		f_str(o, "type", tname);
+	}
+	f_u64(o, "host", e->hdr.lr_host);
+	f_time_ns(o, "time", e->hdr.lr_time);
+	f_hex(o, "flags", e->hdr.lr_flags);
+	f_u64(o, "len", e->hdr.lr_len);
+	if (o->json)
+		f_u64(o, "lock_gen", e->hdr.lr_lock_gen);
+	o_begin(o, "payload", K_LINE);
+	print_payload(o, &e->hdr, e->payload);
+	o_end(o);
+	if (bad_shape && o->json)
+		f_str(o, "malformed", why);
+	o_end(o);
+	if (bad_shape)
+		problem(d, "record %" PRIu64 " at pos %" PRIu64 " is malformed: %s", e->hdr.lr_seq,
+			e->pos, why);
+}
+
+static void print_seal(struct dump *d, const struct shmfs_log_entry *e)
+{
+	struct out *o = &d->o;
+
+	o_begin(o, NULL, K_LINE);
+	f_u64(o, "pos", e->pos);
+	f_str(o, "type", "seal");
+	f_u64(o, "seq", (uint64_t)(e->hdr.lr_seq & ~SHMFS_LR_SEAL));
+	f_u64(o, "next_pos", e->next_pos);
+	o_end(o);
+	o_note(o, "  (slot abandoned by a holder whose lease was broken; record %" PRIu64
+	       " follows at %" PRIu64 ")", (uint64_t)(e->hdr.lr_seq & ~SHMFS_LR_SEAL), e->next_pos);
+}
+
+/* ---- scanning for records after damage ------------------------------ */
+
+/* Log bytes [pos, pos+len) into buf: pread on files (holes cost nothing),
+ * else a copy from the mapping. */
+static void read_log(struct dump *d, uint64_t pos, uint8_t *buf, size_t len)
+{
+	if (d->scan_fd >= 0) {
+		ssize_t n = pread(d->scan_fd, buf, len, (off_t)(d->scan_base + pos));
+		if (n == (ssize_t)len)
+			return;
+		d->scan_fd = -1; /* not readable that way: use the mapping from now on */
+	}
+	memcpy(buf, d->log.base + pos, len);
+}
+
+/*
+ * The first position >= from where a record verifies (any sequence
+ * number), with it read into *e; NO_RECORD if there is none, or if the
+ * work budget ran out (*gave_up).
+ */
+static uint64_t scan_for_record(struct dump *d, uint64_t from, struct shmfs_log_entry *e,
+				bool *gave_up)
+{
+	uint64_t p = shmfs_round_up(from, SHMFS_LOG_ALIGN);
+
+	*gave_up = false;
+	while (p < d->log.size && d->log.size - p >= SHMFS_LR_HDR_SIZE) {
+		uint64_t n, rd;
+
+		if (d->scan_fd >= 0) {
+			off_t at = (off_t)(d->scan_base + p);
+			off_t data = lseek(d->scan_fd, at, SEEK_DATA);
+
+			if (data < 0 && errno == ENXIO)
+				return NO_RECORD; /* a hole to the end of the file */
+			if (data > at) {
+				p = shmfs_round_up((uint64_t)data - d->scan_base, SHMFS_LOG_ALIGN);
+				continue;
+			}
+		}
+		n = SHMFS_MIN((uint64_t)SCAN_CHUNK, d->log.size - p);
+		rd = SHMFS_MIN(n + 16, d->log.size - p);
+		read_log(d, p, d->chunk, rd);
+		for (uint64_t i = 0; i < n && i + 16 <= rd; i += SHMFS_LOG_ALIGN) {
+			uint64_t seq;
+			uint32_t len;
+
+			if (d->log.size - (p + i) < SHMFS_LR_HDR_SIZE)
+				return NO_RECORD;
+			memcpy(&seq, d->chunk + i, sizeof(seq));
+			if (seq == 0 || seq > SHMFS_LR_SEQ_MAX)
+				continue;
+			memcpy(&len, d->chunk + i + offsetof(struct shmfs_log_rec, lr_len), sizeof(len));
+			if (len > SHMFS_LR_PAYLOAD_MAX)
+				continue;
+			if (d->hashed > RESYNC_BUDGET) {
+				*gave_up = true;
+				return NO_RECORD;
+			}
+			d->hashed += SHMFS_LR_HDR_SIZE + len;
+			if (shmfs_log_read(&d->log, p + i, 0, e, d->buf) == SHMFS_LOG_REC)
+				return p + i;
+		}
+		p += n;
+	}
+	return NO_RECORD;
+}
+
+/* ---- the walk -------------------------------------------------------- */
+
+static void walk_log(struct dump *d)
+{
+	struct out *o = &d->o;
+	struct shmfs_log_entry e;
+	uint64_t pos = 0, seq = 1, min_scan = 0, end_pos = 0;
+	uint64_t nrec = 0, nseal = 0, shown = 0;
+	bool reached_end = false, limited = false, gave_up = false;
+	char b2[32];
+
+	o_begin(o, "records", K_ARRAY);
+	for (;;) {
+		enum shmfs_log_status st;
+		uint64_t p;
+
+		if (d->rec_limit && shown >= d->rec_limit) {
+			limited = true;
+			end_pos = pos;
+			break;
+		}
+		st = shmfs_log_read(&d->log, pos, seq, &e, d->buf);
+		if (st == SHMFS_LOG_REC || st == SHMFS_LOG_SEALED) {
+			if (st == SHMFS_LOG_REC) {
+				print_record(d, &e);
+				nrec++;
+				seq = e.hdr.lr_seq + 1;
+			} else {
+				print_seal(d, &e);
+				nseal++;
+			}
+			shown++;
+			if (e.next_pos <= pos) { /* cannot happen; never loop on it */
+				problem(d, "log walk stuck at pos %" PRIu64, pos);
+				end_pos = pos;
+				break;
+			}
+			pos = e.next_pos;
+			continue;
+		}
+		if (st == SHMFS_LOG_END) {
+			end_pos = pos;
+			reached_end = true;
+			/* A record that verifies beyond the end means the log was
+			 * cut (a published word zeroed), not that it ended. */
+			p = scan_for_record(d, SHMFS_MAX(pos + SHMFS_LOG_ALIGN, min_scan), &e,
+					    &gave_up);
+			if (p == NO_RECORD)
+				break;
+			problem(d, "record %" PRIu64 " at pos %" PRIu64 " verifies, but lies beyond the "
+				"end of the log at pos %" PRIu64 ": the log is damaged", e.hdr.lr_seq,
+				p, pos);
+		} else {
+			problem(d, "bad record at pos %" PRIu64 ": %s", pos, e.why);
+			p = scan_for_record(d, SHMFS_MAX(pos, min_scan), &e, &gave_up);
+			if (p == NO_RECORD) {
+				if (!gave_up)
+					problem(d, "no valid record after pos %" PRIu64 "; %" PRIu64
+						" bytes to the end of the log skipped", pos,
+						d->log.size - pos);
+				end_pos = pos;
+				break;
+			}
+			if (p == pos)
+				problem(d, "sequence jumps from %" PRIu64 " to %" PRIu64
+					" at pos %" PRIu64, seq, e.hdr.lr_seq, pos);
+			else
+				problem(d, "skipped %" PRIu64 " bytes from pos %" PRIu64 " to %" PRIu64
+					"; resuming at record %" PRIu64, p - pos, pos, p, e.hdr.lr_seq);
+		}
+		reached_end = false;
+		min_scan = p + SHMFS_LOG_ALIGN;
+		pos = p;
+		seq = e.hdr.lr_seq;
+	}
+	o_end(o);
+	if (gave_up)
+		problem(d, "gave up looking for records after pos %" PRIu64
+			": too many near-records to verify", end_pos);
+
+	if (reached_end)
+		o_note(o, "end of log at pos %" PRIu64 " (%" PRIu64 " records, %" PRIu64
+		       " bytes used of %" PRIu64 ", %s free)", end_pos, nrec, end_pos,
+		       d->sb.sb_log_size, shmfs_fmt_size(d->sb.sb_log_size - end_pos, b2,
+		       sizeof(b2)));
+	else if (limited)
+		o_note(o, "(stopped after %" PRIu64 " entries: --records)", shown);
+	if (nseal)
+		o_note(o, "(%" PRIu64 " sealed slots)", nseal);
+
+	if (o->json) {
+		o_begin(o, "log", K_BLOCK);
+		f_u64(o, "offset", d->sb.sb_log_off);
+		f_u64(o, "size", d->sb.sb_log_size);
+		f_u64(o, "readable", d->log.size);
+		f_u64(o, "records", nrec);
+		f_u64(o, "seals", nseal);
+		f_bool(o, "reached_end", reached_end);
+		f_bool(o, "limited", limited);
+		f_u64(o, "end_pos", end_pos);
+		f_u64(o, "bytes_used", end_pos);
+		o_end(o);
+	}
+}
+
+/* ---- setup ---------------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: " PROG " [options] REGION\n"
+		"Print the superblock, host table and metadata log of a shmfs region\n"
+		"(PATH[,offset=SIZE][,length=SIZE]).  Read-only.\n"
+		"\n"
+		"      --json          one JSON document instead of text\n"
+		"  -H, --hosts-only    only the host table\n"
+		"  -s, --super-only    only the superblock\n"
+		"      --records N     print at most N log entries\n"
+		"  -h, --help          show this help\n"
+		"  -V, --version       show the version\n"
+		"\n"
+		"Exit status: 0 consistent, 1 corruption found or no filesystem, 2 usage.\n");
+}
+
+static int parse_args(int argc, char **argv, struct dump *d)
+{
+	static const struct option longopts[] = {
+		{ "json",       no_argument,       NULL, 'j' },
+		{ "hosts-only", no_argument,       NULL, 'H' },
+		{ "super-only", no_argument,       NULL, 's' },
+		{ "records",    required_argument, NULL, 'r' },
+		{ "help",       no_argument,       NULL, 'h' },
+		{ "version",    no_argument,       NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char *end;
+	int c;
+
+	argv[0] = (char *)PROG; /* getopt's messages name the program, not its path */
+	while ((c = getopt_long(argc, argv, "HshV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			d->o.json = true;
+			break;
+		case 'H':
+			d->hosts_only = true;
+			break;
+		case 's':
+			d->super_only = true;
+			break;
+		case 'r':
+			errno = 0;
+			d->rec_limit = strtoull(optarg, &end, 10);
+			if (!optarg[0] || *end || errno || optarg[0] == '-' || d->rec_limit == 0) {
+				fprintf(stderr, PROG ": --records: '%s' is not a positive number\n",
+					optarg);
+				return EX_USAGE;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			return -1;
+		case 'V':
+			printf(PROG " (shmfs) %s, on-media format version %u\n", SHMFS_PKG_VERSION,
+			       SHMFS_VERSION);
+			return -1;
+		default:
+			fprintf(stderr, "Try '" PROG " --help' for more information.\n");
+			return EX_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		fprintf(stderr, PROG ": missing REGION (try '" PROG " --help')\n");
+		return EX_USAGE;
+	}
+	if (argc - optind > 1) {
+		fprintf(stderr, PROG ": unexpected argument '%s' after REGION\n", argv[optind + 1]);
+		return EX_USAGE;
+	}
+	if (d->hosts_only && d->super_only) {
+		fprintf(stderr, PROG ": --hosts-only and --super-only exclude each other\n");
+		return EX_USAGE;
+	}
+	d->spec = argv[optind];
+	return 0;
+}
+
+static void print_region(struct dump *d)
+{
+	struct out *o = &d->o;
+
+	o_begin(o, "region", K_BLOCK);
+	f_bytes(o, "spec", d->spec, strlen(d->spec));
+	f_bytes(o, "path", d->r.path, strnlen(d->r.path, sizeof(d->r.path)));
+	f_str(o, "kind", shmfs_region_kind_name(d->r.kind));
+	f_u64(o, "offset", d->r.offset);
+	f_size(o, "size", d->r.size);
+	f_size(o, "align", d->r.align);
+	o_end(o);
+}
+
+/* Clip the log to the region and prepare scanning. */
+static void setup_log(struct dump *d)
+{
+	uint64_t size = d->sb.sb_log_size;
+
+	if (d->sb.sb_log_off >= d->avail) {
+		problem(d, "the log at %" PRIu64 " lies beyond the end of the truncated region",
+			d->sb.sb_log_off);
+		return;
+	}
+	if (size > d->avail - d->sb.sb_log_off) {
+		size = shmfs_round_down(d->avail - d->sb.sb_log_off, SHMFS_LOG_ALIGN);
+		problem(d, "the log is cut off by the end of the region: %" PRIu64 " of %" PRIu64
+			" bytes readable", size, d->sb.sb_log_size);
+	}
+	d->log = (struct shmfs_log){ d->r.base + d->sb.sb_log_off, size, d->sb.sb_log_seed };
+	d->have_log = true;
+	d->scan_fd = -1;
+	if ((d->r.kind == SHMFS_REGION_FILE || d->r.kind == SHMFS_REGION_HUGETLBFS) && d->r.fd >= 0) {
+		d->scan_fd = d->r.fd;
+		d->scan_base = d->r.offset + d->sb.sb_log_off;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	static struct dump d; /* static: siglongjmp must not clobber it */
+	struct shmfs_region_opts ro = { .readonly = true };
+	struct sigaction sa = { .sa_handler = on_sigbus };
+	char err[512];
+	int ret = EX_BAD, rc;
+
+	d.o.f = stdout;
+	d.scan_fd = -1;
+	rc = parse_args(argc, argv, &d);
+	if (rc)
+		return rc < 0 ? EX_OK : rc;
+
+	d.buf = malloc(SHMFS_LR_PAYLOAD_MAX);
+	d.chunk = malloc(SCAN_CHUNK + 64);
+	if (!d.buf || !d.chunk) {
+		fprintf(stderr, PROG ": out of memory\n");
+		goto out_mem;
+	}
+	rc = shmfs_region_open(d.spec, &ro, &d.r, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, PROG ": %s\n", err);
+		goto out_mem;
+	}
+	d.region_open = true;
+
+	/* A file truncated under us turns reads into SIGBUS: report, exit 1. */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, NULL);
+	if (sigsetjmp(bus_jmp, 1)) {
+		fflush(stdout);
+		fprintf(stderr, PROG ": %s: the region shrank while it was being read (SIGBUS)\n",
+			d.spec);
+		ret = EX_BAD;
+		goto out_region;
+	}
+
+	o_begin(&d.o, NULL, K_BLOCK);
+	if (d.o.json) {
+		f_str(&d.o, "tool", PROG);
+		f_str(&d.o, "version", SHMFS_PKG_VERSION);
+	}
+	if (!d.hosts_only)
+		print_region(&d);
+	if (read_super(&d))
+		goto out_doc;
+	if (d.super_only)
+		goto out_doc;
+	if (!d.hosts_only)
+		print_control(&d);
+	print_hosts(&d);
+	if (d.hosts_only)
+		goto out_doc;
+	setup_log(&d);
+	if (d.have_log)
+		walk_log(&d);
+
+out_doc:
+	if (d.o.json) {
+		o_begin(&d.o, "errors", K_ARRAY);
+		for (size_t i = 0; i < d.nerrors; i++) {
+			o_fbegin(&d.o, NULL);
+			json_string(d.o.f, (const uint8_t *)d.errors[i], strlen(d.errors[i]));
+			o_fend(&d.o);
+		}
+		o_end(&d.o);
+		f_bool(&d.o, "consistent", d.problems == 0);
+	} else if (d.problems) {
+		o_note(&d.o, "%u problem%s found", d.problems, d.problems == 1 ? "" : "s");
+	}
+	o_end(&d.o);
+	fflush(stdout);
+	if (d.problems)
+		fprintf(stderr, PROG ": %s: %u problem%s found\n", d.spec, d.problems,
+			d.problems == 1 ? "" : "s");
+	ret = d.problems ? EX_BAD : EX_OK;
+out_region:
+	shmfs_region_close(&d.r);
+out_mem:
+	for (size_t i = 0; i < d.nerrors; i++)
+		free(d.errors[i]);
+	free(d.errors);
+	free(d.chunk);
+	free(d.buf);
+	return ret;
+}
