@@ -376,16 +376,18 @@ static int plan_region(const struct mkfs_args *a, struct plan *pl)
 		}
 		pl->probe_fd = open(pl->path, O_RDONLY | O_CLOEXEC);
 		if (pl->probe_fd < 0) {
-			fail("%s: %s", pl->path, strerror(errno));
-			return -errno;
+			rc = -errno;
+			fail("%s: %s", pl->path, strerror(-rc));
+			return rc;
 		}
 		pl->probe_off = pl->offset;
 		pl->avail = (uint64_t)st.st_size > pl->offset ? (uint64_t)st.st_size - pl->offset : 0;
 	} else if (errno == ENOENT) {
 		pl->create = true;
 	} else {
-		fail("%s: %s", pl->path, strerror(errno));
-		return -errno;
+		rc = -errno;
+		fail("%s: %s", pl->path, strerror(-rc));
+		return rc;
 	}
 	pl->align = file_align(pl->path);
 	pl->kind = pl->align > SHMFS_PAGE ? SHMFS_REGION_HUGETLBFS : SHMFS_REGION_FILE;
@@ -631,8 +633,9 @@ int main(int argc, char **argv)
 	if (!a.p.have_uuid) {
 		a.random_uuid = true;
 		a.p.have_uuid = true;
-		if (shmfs_random(a.p.uuid, sizeof(a.p.uuid))) {
-			fail("cannot get random bytes: %s", strerror(errno));
+		rc = shmfs_random(a.p.uuid, sizeof(a.p.uuid));
+		if (rc) {
+			fail("cannot get random bytes: %s", strerror(-rc));
 			return EX_FAIL;
 		}
 		a.p.uuid[6] = (uint8_t)((a.p.uuid[6] & 0x0f) | 0x40);
@@ -690,6 +693,7 @@ int main(int argc, char **argv)
 	}
 	pl.kind = r.kind;
 	r.size = pl.fs_size; /* the filesystem covers exactly what was planned */
+	err[0] = 0;
 	rc = shmfs_fs_format(&r, &a.p, S_IFDIR | 0755, (uint32_t)getuid(), (uint32_t)getgid(), &sb,
 			     err, sizeof(err));
 	if (rc) {

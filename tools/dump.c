@@ -391,6 +391,7 @@ struct dump {
 
 	struct shmfs_super sb;          /* validated copy (have_sb) */
 	bool have_sb;
+	bool printed_super;
 	uint64_t avail;                 /* region bytes that may be read */
 
 	struct shmfs_log log;           /* log clipped to what the region holds */
@@ -454,6 +455,7 @@ static void print_super(struct dump *d, const struct shmfs_super *sb, const char
 	struct out *o = &d->o;
 	char uuid[37], magic[9];
 
+	d->printed_super = true;
 	o_begin(o, "superblock", K_BLOCK);
 	f_str(o, "copy", copy);
 	f_bool(o, "valid", !status);
@@ -1210,8 +1212,14 @@ int main(int argc, char **argv)
 	}
 	if (!d.hosts_only)
 		print_region(&d);
-	if (read_super(&d))
+	if (read_super(&d)) {
+		if (d.o.json && !d.hosts_only && !d.printed_super) {
+			o_fbegin(&d.o, "superblock");
+			fputs("null", d.o.f);
+			o_fend(&d.o);
+		}
 		goto out_doc;
+	}
 	if (d.super_only)
 		goto out_doc;
 	if (!d.hosts_only)

@@ -304,6 +304,8 @@ def test_not_a_filesystem(tools, region):
     assert "no shmfs superblock" in p.out + p.err
     d = tools.dump_json(region)
     assert d.returncode == 1 and d.doc["consistent"] is False
+    assert d.doc["superblock"] is None and "records" not in d.doc
+    assert any("no shmfs superblock" in e for e in d.doc["errors"])
 
 
 def test_truncated_region(tools, formatted):
