@@ -424,10 +424,10 @@ static int apply_create(struct shmfs_ns *ns, const struct shmfs_log_rec *h, cons
 
 	memcpy(&c, p, sizeof(c));
 	name = (const char *)p + sizeof(c);
-	if (shmfs_ns_iget(ns, c.cr_ino))
-		REJECT(-EEXIST, "inode %" PRIu64 " already exists", c.cr_ino);
+	/* Inode numbers only grow, so a number below next_ino exists or did. */
 	if (c.cr_ino < ns->next_ino)
-		REJECT(-EINVAL, "inode %" PRIu64 " was used before (next is %" PRIu64 ")", c.cr_ino,
+		REJECT(shmfs_ns_iget(ns, c.cr_ino) ? -EEXIST : -EINVAL,
+		       "inode %" PRIu64 " was used before (next is %" PRIu64 ")", c.cr_ino,
 		       ns->next_ino);
 	if (c.cr_ino != SHMFS_ROOT_INO) {
 		dir = get_dir(ns, c.cr_parent, &err);
@@ -843,7 +843,7 @@ int shmfs_ns_apply(struct shmfs_ns *ns, const struct shmfs_log_rec *h, const voi
 		why[0] = 0;
 	rcu_read_lock();
 	/* Only the root may come first, and nothing else before it. */
-	if (h->lr_type != SHMFS_LR_NOOP && !shmfs_ns_iget(ns, SHMFS_ROOT_INO) &&
+	if (h->lr_type != SHMFS_LR_NOOP && ns->next_ino == SHMFS_ROOT_INO &&
 	    !(h->lr_type == SHMFS_LR_CREATE &&
 	      ((const struct shmfs_lr_create *)payload)->cr_ino == SHMFS_ROOT_INO)) {
 		rcu_read_unlock();
