@@ -86,7 +86,7 @@ static uint16_t mix(struct shmfs_fs *fs, uint64_t i, uint32_t *len)
 		return SHMFS_LR_SETATTR;
 	}
 	uint64_t first, got;
-	if (shmfs_alloc_find(&fs->ns->alloc, 1, &first, &got))
+	if (shmfs_fs_alloc(fs, 1, &first, &got))
 		die("alloc", -ENOSPC, NULL);
 	static uint64_t foff;
 	foff += 4096;

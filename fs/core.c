@@ -108,10 +108,11 @@ int shmfs_fs_open(struct shmfs_region *r, const struct shmfs_fs_opts *o,
 				      fs->sb.sb_log_seed };
 	fs->lease_ns = (uint64_t)(o->lease_ms ? o->lease_ms : fs->sb.sb_lease_ms) * 1000000ull;
 	fs->rbuf = malloc(SHMFS_LR_PAYLOAD_MAX);
+	fs->watch = calloc(fs->sb.sb_max_hosts, sizeof(*fs->watch));
 	/* A create record takes about 100 bytes of log. */
 	fs->ns = shmfs_ns_new(fs->sb.sb_data_size, fs->sb.sb_alloc_unit,
 			      fs->sb.sb_log_size / 1024);
-	if (!fs->rbuf || !fs->ns) {
+	if (!fs->rbuf || !fs->ns || !fs->watch) {
 		rc = -ENOMEM;
 		goto fail;
 	}
@@ -143,8 +144,20 @@ void shmfs_fs_close(struct shmfs_fs *fs)
 	shmfs_host_leave(fs);
 	shmfs_ns_free(fs->ns);
 	free(fs->rbuf);
+	free(fs->watch);
 	pthread_mutex_destroy(&fs->replay_lock);
 	free(fs);
+}
+
+/* Tell other hosts what we have applied and what freed space we still
+ * reach -- the pin first, so that nobody sees the new position without it. */
+static void publish_progress(struct shmfs_fs *fs)
+{
+	if (fs->slot < 0)
+		return;
+	struct shmfs_host *h = shmfs_host_slot(fs->region->base, &fs->sb, (uint32_t)fs->slot);
+	__atomic_store_n(&h->hs_pin_seq, shmfs_ns_pin_seq(fs->ns), __ATOMIC_RELEASE);
+	__atomic_store_n(&h->hs_applied_seq, fs->seq - 1, __ATOMIC_RELEASE);
 }
 
 /* Apply one verified record; deterministic on every host. */
@@ -201,10 +214,8 @@ static int replay_locked(struct shmfs_fs *fs)
 		}
 		break;
 	}
-	if (fs->slot >= 0 && n)
-		__atomic_store_n(&shmfs_host_slot(fs->region->base, &fs->sb,
-						  (uint32_t)fs->slot)->hs_applied_seq,
-				 fs->seq - 1, __ATOMIC_RELEASE);
+	if (n)
+		publish_progress(fs);
 	return n;
 }
 
@@ -307,11 +318,42 @@ int shmfs_fs_commit(struct shmfs_fs *fs, uint16_t type, uint16_t flags,
 		return -EIO;
 	}
 	fs->stats.records++;
-	if (fs->slot >= 0)
-		__atomic_store_n(&shmfs_host_slot(fs->region->base, &fs->sb,
-						  (uint32_t)fs->slot)->hs_applied_seq,
-				 fs->seq - 1, __ATOMIC_RELEASE);
+	publish_progress(fs);
 	return 0;
+}
+
+int shmfs_fs_alloc(struct shmfs_fs *fs, uint64_t want, uint64_t *first, uint64_t *got)
+{
+	if (!fs->locked)
+		return -ENOLCK;
+	shmfs_ns_reap(fs->ns, shmfs_hosts_safe_seq(fs));
+	return shmfs_alloc_find(&fs->ns->alloc, want, first, got);
+}
+
+void shmfs_fs_open_inode(struct shmfs_fs *fs, uint64_t ino)
+{
+	rcu_read_lock();
+	struct shmfs_inode *ip = shmfs_ns_iget(fs->ns, ino);
+	if (ip)
+		__atomic_fetch_add(&ip->nopen, 1, __ATOMIC_ACQ_REL);
+	rcu_read_unlock();
+}
+
+void shmfs_fs_close_inode(struct shmfs_fs *fs, uint64_t ino)
+{
+	bool last = false;
+
+	pthread_mutex_lock(&fs->replay_lock);
+	rcu_read_lock();
+	struct shmfs_inode *ip = shmfs_ns_iget(fs->ns, ino);
+	if (ip)
+		last = __atomic_sub_fetch(&ip->nopen, 1, __ATOMIC_ACQ_REL) == 0;
+	rcu_read_unlock();
+	if (last) {
+		shmfs_ns_forget(fs->ns, ino);
+		publish_progress(fs);
+	}
+	pthread_mutex_unlock(&fs->replay_lock);
 }
 
 void shmfs_fs_heartbeat(struct shmfs_fs *fs)

@@ -166,6 +166,7 @@ static const char *const type_names[SHMFS_LR_TYPE_COUNT] = {
 	[SHMFS_LR_EXTENT_UNMAP] = "extent-unmap",
 	[SHMFS_LR_XATTR_SET] = "xattr-set",
 	[SHMFS_LR_XATTR_REMOVE] = "xattr-remove",
+	[SHMFS_LR_RELEASE] = "release",
 };
 
 const char *shmfs_lr_type_name(unsigned type)
@@ -274,7 +275,8 @@ int shmfs_lr_check_shape(const struct shmfs_log_rec *h, const void *payload, uin
 		if (len != sizeof(l) + (uint32_t)l.ln_name_len)
 			SHAPE("%s payload length does not match its name",
 			      shmfs_lr_type_name(h->lr_type));
-		if (h->lr_flags || !zero_bytes(l.ln_pad, sizeof(l.ln_pad)))
+		if ((h->lr_flags & ~(h->lr_type == SHMFS_LR_UNLINK ? SHMFS_LR_F_KEEP : 0u)) ||
+		    !zero_bytes(l.ln_pad, sizeof(l.ln_pad)))
 			SHAPE("%s has flags or nonzero padding", shmfs_lr_type_name(h->lr_type));
 		if (!l.ln_ino || !l.ln_dir || !good_name(p + sizeof(l), l.ln_name_len))
 			SHAPE("%s names an invalid inode or name", shmfs_lr_type_name(h->lr_type));
@@ -287,7 +289,8 @@ int shmfs_lr_check_shape(const struct shmfs_log_rec *h, const void *payload, uin
 		memcpy(&r, p, sizeof(r));
 		if (len != sizeof(r) + (uint32_t)r.rn_oldname_len + r.rn_newname_len)
 			SHAPE("rename payload length does not match its names");
-		if (h->lr_flags || (r.rn_flags & ~(SHMFS_RENAME_NOREPLACE | SHMFS_RENAME_EXCHANGE)) ||
+		if ((h->lr_flags & ~SHMFS_LR_F_KEEP) ||
+		    (r.rn_flags & ~(SHMFS_RENAME_NOREPLACE | SHMFS_RENAME_EXCHANGE)) ||
 		    r.rn_flags == (SHMFS_RENAME_NOREPLACE | SHMFS_RENAME_EXCHANGE))
 			SHAPE("rename flags 0x%x are invalid", r.rn_flags);
 		if ((r.rn_flags & SHMFS_RENAME_EXCHANGE) && !r.rn_target)
@@ -354,6 +357,15 @@ int shmfs_lr_check_shape(const struct shmfs_log_rec *h, const void *payload, uin
 			   a.xa_flags == (SHMFS_XATTR_CREATE | SHMFS_XATTR_REPLACE))
 			: (a.xa_flags || a.xa_value_len))
 			SHAPE("xattr flags 0x%x are invalid", a.xa_flags);
+		return 0;
+	}
+	case SHMFS_LR_RELEASE: {
+		struct shmfs_lr_release rl;
+		if (len != sizeof(rl))
+			SHAPE("release payload is %u bytes", len);
+		memcpy(&rl, p, sizeof(rl));
+		if (h->lr_flags || rl.rl_ino <= SHMFS_ROOT_INO)
+			SHAPE("release of inode %" PRIu64 " is invalid", rl.rl_ino);
 		return 0;
 	}
 	default:

@@ -72,6 +72,14 @@ struct shmfs_inode *shmfs_ns_iget(struct shmfs_ns *ns, uint64_t ino)
 	return n ? caa_container_of(n, struct shmfs_inode, hnode) : NULL;
 }
 
+/* What records may refer to: not inodes that are gone but open here. */
+static struct shmfs_inode *live_iget(struct shmfs_ns *ns, uint64_t ino)
+{
+	struct shmfs_inode *ip = shmfs_ns_iget(ns, ino);
+
+	return ip && !ip->gone ? ip : NULL;
+}
+
 struct shmfs_dentry *shmfs_ns_lookup(struct shmfs_ns *ns, uint64_t dir, const char *name,
 				     size_t len)
 {
@@ -169,6 +177,7 @@ void shmfs_ns_free(struct shmfs_ns *ns)
 	if (ns->inodes)
 		cds_lfht_destroy(ns->inodes, NULL);
 	shmfs_alloc_destroy(&ns->alloc);
+	free(ns->pending);
 	free(ns);
 }
 
@@ -226,6 +235,62 @@ static int touch(struct shmfs_ns *ns, struct shmfs_inode *ip, uint64_t t, bool m
 
 /* ---- extents ------------------------------------------------------------------ */
 
+/* Units no file owns any more; reusable once shmfs_ns_reap() says so. */
+static int pend_free(struct shmfs_ns *ns, uint64_t ino, uint64_t first, uint64_t n)
+{
+	if (ns->npending == ns->cap_pending) {
+		size_t cap = ns->cap_pending ? ns->cap_pending * 2 : 64;
+		struct shmfs_pending *p = realloc(ns->pending, cap * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		ns->pending = p;
+		ns->cap_pending = cap;
+	}
+	ns->pending[ns->npending++] = (struct shmfs_pending){ first, n, ns->cur_seq, ino };
+	shmfs_alloc_mark(&ns->alloc, first, n, false);
+	shmfs_alloc_pend(&ns->alloc, first, n, true);
+	return 0;
+}
+
+static bool open_here(struct shmfs_ns *ns, uint64_t ino)
+{
+	struct shmfs_inode *ip = shmfs_ns_iget(ns, ino);
+
+	return ip && __atomic_load_n(&ip->nopen, __ATOMIC_ACQUIRE) > 0;
+}
+
+uint64_t shmfs_ns_reap(struct shmfs_ns *ns, uint64_t safe_seq)
+{
+	uint64_t released = 0;
+	size_t k = 0;
+
+	rcu_read_lock();
+	for (size_t i = 0; i < ns->npending; i++) {
+		struct shmfs_pending *p = &ns->pending[i];
+		if (p->seq < safe_seq && !open_here(ns, p->ino)) {
+			shmfs_alloc_pend(&ns->alloc, p->first, p->n, false);
+			released += p->n;
+		} else {
+			ns->pending[k++] = *p;
+		}
+	}
+	rcu_read_unlock();
+	ns->npending = k;
+	return released;
+}
+
+uint64_t shmfs_ns_pin_seq(struct shmfs_ns *ns)
+{
+	uint64_t pin = 0;
+
+	rcu_read_lock();
+	for (size_t i = 0; i < ns->npending; i++)
+		if ((!pin || ns->pending[i].seq < pin) && open_here(ns, ns->pending[i].ino))
+			pin = ns->pending[i].seq;
+	rcu_read_unlock();
+	return pin;
+}
+
 /* Give all data of ip's extents in [start, end) back to the allocator and
  * return the new map (or the old one if nothing changed). */
 static int ext_release(struct shmfs_ns *ns, struct shmfs_inode *ip, uint64_t start, uint64_t end,
@@ -249,8 +314,12 @@ static int ext_release(struct shmfs_ns *ns, struct shmfs_inode *ip, uint64_t sta
 			continue;
 		}
 		uint64_t cs = SHMFS_MAX(es, start), ce = SHMFS_MIN(ee, end);
-		shmfs_alloc_mark(&ns->alloc, (e.doff + (cs - es)) / ns->unit, (ce - cs) / ns->unit,
-				 false);
+		int rc = pend_free(ns, ip->ino, (e.doff + (cs - es)) / ns->unit,
+				   (ce - cs) / ns->unit);
+		if (rc) {
+			free(nm);
+			return rc;
+		}
 		*freed += ce - cs;
 		if (es < cs)
 			nm->e[n++] = (struct shmfs_extent){ es, e.doff, cs - es };
@@ -370,13 +439,24 @@ static void dentry_del(struct shmfs_ns *ns, struct shmfs_inode *dir, struct shmf
 	retire(ns, &d->rcu, free_dentry_cb);
 }
 
-/* Drop one link of ip; the inode goes away with its last link. */
-static int inode_unlink(struct shmfs_ns *ns, struct shmfs_inode *ip, uint64_t t)
+/* Take ip out of the namespace: its data becomes pending free space.  An
+ * inode still open here stays readable (gone) until shmfs_ns_forget(). */
+static int inode_drop(struct shmfs_ns *ns, struct shmfs_inode *ip)
 {
 	uint64_t freed;
 
-	if (ip->attr->nlink > (ip->type == S_IFDIR ? 2u : 1u))
-		return touch(ns, ip, t, false, -1);
+	if (__atomic_load_n(&ip->nopen, __ATOMIC_ACQUIRE) > 0) {
+		/* Keep the extent map for the open handles; free the units. */
+		const struct shmfs_extmap *m = ip->ext;
+		for (uint32_t i = 0; m && i < m->n; i++) {
+			int rc = pend_free(ns, ip->ino, m->e[i].doff / ns->unit, m->e[i].len / ns->unit);
+			if (rc)
+				return rc;
+		}
+		ip->gone = true;
+		ns->ninodes--;
+		return 0;
+	}
 	if (ip->ext) {
 		int rc = ext_release(ns, ip, 0, UINT64_MAX, &freed);
 		if (rc)
@@ -388,9 +468,33 @@ static int inode_unlink(struct shmfs_ns *ns, struct shmfs_inode *ip, uint64_t t)
 	return 0;
 }
 
+/* Drop one link of ip; the inode goes away with its last link unless the
+ * writer keeps it as an orphan (SHMFS_LR_F_KEEP). */
+static int inode_unlink(struct shmfs_ns *ns, struct shmfs_inode *ip, uint64_t t, bool keep)
+{
+	if (ip->attr->nlink > (ip->type == S_IFDIR ? 2u : 1u))
+		return touch(ns, ip, t, false, -1);
+	if (keep && ip->type != S_IFDIR) {
+		ip->orphan_host = (uint32_t)ns->cur_host + 1;
+		return touch(ns, ip, t, false, -1);
+	}
+	return inode_drop(ns, ip);
+}
+
+void shmfs_ns_forget(struct shmfs_ns *ns, uint64_t ino)
+{
+	rcu_read_lock();
+	struct shmfs_inode *ip = shmfs_ns_iget(ns, ino);
+	if (ip && ip->gone && __atomic_load_n(&ip->nopen, __ATOMIC_ACQUIRE) == 0) {
+		cds_lfht_del(ns->inodes, &ip->hnode);
+		retire(ns, &ip->rcu, free_inode_cb);
+	}
+	rcu_read_unlock();
+}
+
 static struct shmfs_inode *get_dir(struct shmfs_ns *ns, uint64_t ino, int *err)
 {
-	struct shmfs_inode *ip = shmfs_ns_iget(ns, ino);
+	struct shmfs_inode *ip = live_iget(ns, ino);
 
 	*err = !ip ? -ENOENT : ip->type != S_IFDIR ? -ENOTDIR : 0;
 	return *err ? NULL : ip;
@@ -404,7 +508,7 @@ static bool is_ancestor(struct shmfs_ns *ns, uint64_t anc, uint64_t ino)
 			return true;
 		if (ino == SHMFS_ROOT_INO)
 			return false;
-		struct shmfs_inode *ip = shmfs_ns_iget(ns, ino);
+		struct shmfs_inode *ip = live_iget(ns, ino);
 		if (!ip)
 			return false;
 		ino = ip->parent;
@@ -426,7 +530,7 @@ static int apply_create(struct shmfs_ns *ns, const struct shmfs_log_rec *h, cons
 	name = (const char *)p + sizeof(c);
 	/* Inode numbers only grow, so a number below next_ino exists or did. */
 	if (c.cr_ino < ns->next_ino)
-		REJECT(shmfs_ns_iget(ns, c.cr_ino) ? -EEXIST : -EINVAL,
+		REJECT(live_iget(ns, c.cr_ino) ? -EEXIST : -EINVAL,
 		       "inode %" PRIu64 " was used before (next is %" PRIu64 ")", c.cr_ino,
 		       ns->next_ino);
 	if (c.cr_ino != SHMFS_ROOT_INO) {
@@ -489,7 +593,7 @@ static int apply_link(struct shmfs_ns *ns, const struct shmfs_log_rec *h, const 
 	dir = get_dir(ns, l.ln_dir, &err);
 	if (!dir)
 		REJECT(err, "link: directory %" PRIu64 " is missing or not a directory", l.ln_dir);
-	ip = shmfs_ns_iget(ns, l.ln_ino);
+	ip = live_iget(ns, l.ln_ino);
 	if (!ip)
 		REJECT(-ENOENT, "link: inode %" PRIu64 " does not exist", l.ln_ino);
 	if (ip->type == S_IFDIR)
@@ -531,7 +635,7 @@ static int apply_unlink(struct shmfs_ns *ns, const struct shmfs_log_rec *h, cons
 	if (d->ino != u.ul_ino)
 		REJECT(-ESTALE, "%s: %.*s is inode %" PRIu64 ", not %" PRIu64,
 		       rmdir ? "rmdir" : "unlink", u.ul_name_len, name, d->ino, u.ul_ino);
-	ip = shmfs_ns_iget(ns, d->ino);
+	ip = live_iget(ns, d->ino);
 	if (!ip)
 		REJECT(-EUCLEAN, "entry %.*s names missing inode %" PRIu64, u.ul_name_len, name,
 		       d->ino);
@@ -546,7 +650,7 @@ static int apply_unlink(struct shmfs_ns *ns, const struct shmfs_log_rec *h, cons
 	if (touch(ns, dir, h->lr_time, true, rmdir ? -1 : 0))
 		return -ENOMEM;
 	dentry_del(ns, dir, d);
-	return inode_unlink(ns, ip, h->lr_time);
+	return inode_unlink(ns, ip, h->lr_time, h->lr_flags & SHMFS_LR_F_KEEP);
 }
 
 static int apply_rename(struct shmfs_ns *ns, const struct shmfs_log_rec *h, const uint8_t *p,
@@ -582,11 +686,11 @@ static int apply_rename(struct shmfs_ns *ns, const struct shmfs_log_rec *h, cons
 		REJECT(td ? -ESTALE : -ENOENT, "rename: target %.*s is not inode %" PRIu64,
 		       r.rn_newname_len, nname, r.rn_target);
 	}
-	src = shmfs_ns_iget(ns, r.rn_ino);
+	src = live_iget(ns, r.rn_ino);
 	if (!src)
 		REJECT(-EUCLEAN, "rename: inode %" PRIu64 " is missing", r.rn_ino);
 	if (td) {
-		dst = shmfs_ns_iget(ns, td->ino);
+		dst = live_iget(ns, td->ino);
 		if (!dst)
 			REJECT(-EUCLEAN, "rename: inode %" PRIu64 " is missing", td->ino);
 	}
@@ -651,7 +755,7 @@ static int apply_rename(struct shmfs_ns *ns, const struct shmfs_log_rec *h, cons
 	if (touch(ns, src, t, false, 0))
 		return -ENOMEM;
 	/* The replaced inode loses a name (an empty directory: its last). */
-	return dst ? inode_unlink(ns, dst, t) : 0;
+	return dst ? inode_unlink(ns, dst, t, h->lr_flags & SHMFS_LR_F_KEEP) : 0;
 }
 
 static int apply_setattr(struct shmfs_ns *ns, const struct shmfs_log_rec *h, const uint8_t *p,
@@ -663,7 +767,7 @@ static int apply_setattr(struct shmfs_ns *ns, const struct shmfs_log_rec *h, con
 	uint64_t freed = 0;
 
 	memcpy(&s, p, sizeof(s));
-	ip = shmfs_ns_iget(ns, s.sa_ino);
+	ip = live_iget(ns, s.sa_ino);
 	if (!ip)
 		REJECT(-ENOENT, "setattr: inode %" PRIu64 " does not exist", s.sa_ino);
 	if ((s.sa_valid & SHMFS_SA_SIZE) && ip->type != S_IFREG)
@@ -708,7 +812,7 @@ static int apply_extent(struct shmfs_ns *ns, const struct shmfs_log_rec *h, cons
 	uint64_t freed = 0;
 
 	memcpy(&x, p, sizeof(x));
-	ip = shmfs_ns_iget(ns, x.ex_ino);
+	ip = live_iget(ns, x.ex_ino);
 	if (!ip)
 		REJECT(-ENOENT, "extent: inode %" PRIu64 " does not exist", x.ex_ino);
 	if (ip->type != S_IFREG)
@@ -736,6 +840,7 @@ static int apply_extent(struct shmfs_ns *ns, const struct shmfs_log_rec *h, cons
 			return -ENOMEM;
 		}
 		shmfs_alloc_mark(&ns->alloc, x.ex_doff / ns->unit, x.ex_len / ns->unit, true);
+		shmfs_alloc_pend(&ns->alloc, x.ex_doff / ns->unit, x.ex_len / ns->unit, false);
 		a->blocks_bytes += x.ex_len;
 		if (h->lr_flags & SHMFS_EXT_F_SIZE) {
 			a->size = x.ex_size;
@@ -765,7 +870,7 @@ static int apply_xattr(struct shmfs_ns *ns, const struct shmfs_log_rec *h, const
 
 	memcpy(&x, p, sizeof(x));
 	value = name + x.xa_name_len;
-	ip = shmfs_ns_iget(ns, x.xa_ino);
+	ip = live_iget(ns, x.xa_ino);
 	if (!ip)
 		REJECT(-ENOENT, "xattr: inode %" PRIu64 " does not exist", x.xa_ino);
 	const struct shmfs_xattrs *xs = ip->xattrs;
@@ -834,6 +939,22 @@ static int apply_xattr(struct shmfs_ns *ns, const struct shmfs_log_rec *h, const
 	return 0;
 }
 
+static int apply_release(struct shmfs_ns *ns, const struct shmfs_log_rec *h, const uint8_t *p,
+			 bool dry, char *why, size_t whylen)
+{
+	struct shmfs_lr_release rl;
+
+	memcpy(&rl, p, sizeof(rl));
+	struct shmfs_inode *ip = live_iget(ns, rl.rl_ino);
+	if (!ip)
+		REJECT(-ENOENT, "release: inode %" PRIu64 " does not exist", rl.rl_ino);
+	if (!ip->orphan_host || ip->attr->nlink)
+		REJECT(-EINVAL, "release: inode %" PRIu64 " is not an orphan", rl.rl_ino);
+	if (dry)
+		return 0;
+	return inode_drop(ns, ip);
+}
+
 int shmfs_ns_apply(struct shmfs_ns *ns, const struct shmfs_log_rec *h, const void *payload,
 		   bool dry_run, char *why, size_t whylen)
 {
@@ -841,6 +962,8 @@ int shmfs_ns_apply(struct shmfs_ns *ns, const struct shmfs_log_rec *h, const voi
 
 	if (why && whylen)
 		why[0] = 0;
+	ns->cur_seq = h->lr_seq;
+	ns->cur_host = h->lr_host;
 	rcu_read_lock();
 	/* Only the root may come first, and nothing else before it. */
 	if (h->lr_type != SHMFS_LR_NOOP && ns->next_ino == SHMFS_ROOT_INO &&
@@ -861,6 +984,7 @@ int shmfs_ns_apply(struct shmfs_ns *ns, const struct shmfs_log_rec *h, const voi
 	case SHMFS_LR_EXTENT_UNMAP: rc = apply_extent(ns, h, payload, dry_run, why, whylen); break;
 	case SHMFS_LR_XATTR_SET:
 	case SHMFS_LR_XATTR_REMOVE: rc = apply_xattr(ns, h, payload, dry_run, why, whylen); break;
+	case SHMFS_LR_RELEASE: rc = apply_release(ns, h, payload, dry_run, why, whylen); break;
 	default:
 		shmfs_errf(why, whylen, "unknown record type %u", h->lr_type);
 		rc = -EUCLEAN;

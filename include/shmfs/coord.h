@@ -25,6 +25,11 @@ int shmfs_host_join(struct shmfs_fs *fs, const char *name, uint32_t state, char 
 void shmfs_host_leave(struct shmfs_fs *fs);
 void shmfs_host_beat(struct shmfs_fs *fs);
 
+/* The first log sequence number whose freed space some live host may still
+ * reach: space freed by records below it may be reused.  Hosts whose
+ * heartbeat stood still for a lease do not count (their lease ended). */
+uint64_t shmfs_hosts_safe_seq(struct shmfs_fs *fs);
+
 /* Take the cross-host metadata lock.  *broke is set when a dead holder's
  * lease was broken (the caller must then seal the log tail). */
 int shmfs_lock_acquire(struct shmfs_fs *fs, bool *broke);

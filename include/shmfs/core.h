@@ -64,6 +64,9 @@ struct shmfs_fs {
 	struct shmfs_replay_stats stats;/* under replay_lock */
 	uint8_t *rbuf;                  /* under replay_lock: payload buffer */
 
+	struct shmfs_watch {            /* under replay_lock: other hosts' beats */
+		uint64_t token, beat, since;
+	} *watch;
 	bool locked;                    /* we hold ctl_lock */
 	uint64_t lock_word;             /* its value while we hold it */
 	int fatal;                      /* sticky: a failed commit stops writes */
@@ -100,5 +103,16 @@ int shmfs_fs_commit(struct shmfs_fs *fs, uint16_t type, uint16_t flags,
 
 /* Renew this host's heartbeat (the daemon calls this periodically). */
 void shmfs_fs_heartbeat(struct shmfs_fs *fs);
+
+/*
+ * Allocate up to want units of data for a writer holding the lock: first
+ * release freed space that no live host can reach any more, then find a
+ * run.  The space is the caller's to map with an extent record.
+ */
+int shmfs_fs_alloc(struct shmfs_fs *fs, uint64_t want, uint64_t *first, uint64_t *got);
+
+/* Local open handles pin an inode's data against reuse by any host. */
+void shmfs_fs_open_inode(struct shmfs_fs *fs, uint64_t ino);
+void shmfs_fs_close_inode(struct shmfs_fs *fs, uint64_t ino);
 
 #endif /* SHMFS_CORE_H */

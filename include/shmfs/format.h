@@ -258,6 +258,7 @@ enum shmfs_lr_type {
 	SHMFS_LR_EXTENT_UNMAP = 8,  /* release a file range's data */
 	SHMFS_LR_XATTR_SET    = 9,
 	SHMFS_LR_XATTR_REMOVE = 10,
+	SHMFS_LR_RELEASE      = 11, /* free an orphan kept by SHMFS_LR_F_KEEP */
 	SHMFS_LR_TYPE_COUNT
 };
 
@@ -329,6 +330,15 @@ struct shmfs_lr_link {
 };
 static_assert(sizeof(struct shmfs_lr_link) == 24, "lr_link");
 static_assert(offsetof(struct shmfs_lr_link, ln_ino) == 8, "link and unlink share a layout");
+
+/*
+ * lr_flags of SHMFS_LR_UNLINK and SHMFS_LR_RENAME: if this removes the last
+ * name of a non-directory, keep the inode and its data as an orphan owned
+ * by the writing host (lr_host), because that host still has it open.  The
+ * owner frees it with SHMFS_LR_RELEASE at last close; any host may release
+ * the orphans of a host whose lease has expired.
+ */
+#define SHMFS_LR_F_KEEP 0x1u
 
 /* SHMFS_LR_UNLINK / SHMFS_LR_RMDIR: remove name from dir; it must refer to
  * ul_ino (a check that the writer saw the same namespace). */
@@ -414,6 +424,12 @@ struct shmfs_lr_xattr {
 	/* 24: name, then value */
 };
 static_assert(sizeof(struct shmfs_lr_xattr) == 24, "lr_xattr");
+
+/* SHMFS_LR_RELEASE: free orphan rl_ino (it has no names left). */
+struct shmfs_lr_release {
+	shmfs_le64 rl_ino;              /*  0 */
+};
+static_assert(sizeof(struct shmfs_lr_release) == 8, "lr_release");
 
 static_assert(SHMFS_LR_PAYLOAD_MAX >= sizeof(struct shmfs_lr_create) + SHMFS_NAME_MAX +
 	      SHMFS_SYMLINK_MAX, "payload max fits symlink");

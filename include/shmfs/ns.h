@@ -66,6 +66,12 @@ struct shmfs_inode {
 	struct cds_list_head children;  /* RCU list of dentries, cookie order */
 	uint64_t nchildren;             /* under the writer's lock */
 	uint64_t next_cookie;           /* under the writer's lock */
+	/* lifetime */
+	uint32_t orphan_host;           /* slot + 1 of the host that keeps this
+	                                 * nameless inode (SHMFS_LR_F_KEEP), 0 */
+	bool gone;                      /* removed by the log but still open
+	                                 * here: readable, invisible to records */
+	int nopen;                      /* local open handles (atomic) */
 	struct rcu_head rcu;
 };
 
@@ -83,9 +89,18 @@ struct shmfs_dentry {
 struct shmfs_alloc {
 	uint64_t nunits;
 	uint64_t unit;
-	uint64_t nfree;
+	uint64_t nfree;                 /* units no file owns */
+	uint64_t npend;                 /* of those, units not yet reusable */
 	uint64_t cursor;                /* next-fit hint */
-	uint64_t *bits;                 /* 1 = in use */
+	uint64_t *bits;                 /* 1 = owned by a file (from the log) */
+	uint64_t *pend;                 /* 1 = freed, but a host may still reach it */
+};
+
+/* Space freed by record `seq` that some host may still be reading. */
+struct shmfs_pending {
+	uint64_t first, n;              /* units */
+	uint64_t seq;
+	uint64_t ino;
 };
 
 struct shmfs_ns {
@@ -97,6 +112,10 @@ struct shmfs_ns {
 	uint64_t ninodes;
 	bool exclusive;                 /* no readers yet (mount-time replay):
 	                                 * change in place, free at once */
+	uint64_t cur_seq;               /* record being applied */
+	uint16_t cur_host;              /* its writer's slot */
+	struct shmfs_pending *pending;  /* under the writer's lock */
+	size_t npending, cap_pending;
 };
 
 /* expected_entries sizes the hash tables (0: small; they grow). */
@@ -115,16 +134,33 @@ void shmfs_ns_free(struct shmfs_ns *ns);
 int shmfs_ns_apply(struct shmfs_ns *ns, const struct shmfs_log_rec *h, const void *payload,
 		   bool dry_run, char *why, size_t whylen);
 
-/* Lookups: call under rcu_read_lock(); results valid until unlock. */
+/* Lookups: call under rcu_read_lock(); results valid until unlock.
+ * shmfs_ns_iget also finds inodes that are gone but still open here. */
 struct shmfs_inode *shmfs_ns_iget(struct shmfs_ns *ns, uint64_t ino);
 struct shmfs_dentry *shmfs_ns_lookup(struct shmfs_ns *ns, uint64_t dir, const char *name,
 				     size_t len);
+
+/*
+ * Space that was freed is reusable once every live host has applied the
+ * freeing record and none still has the file open: the caller computes
+ * safe_seq from the host table, and units freed by records below it are
+ * released unless this host itself still has their file open.  Writer's
+ * lock held.  Returns the number of units released.
+ */
+uint64_t shmfs_ns_reap(struct shmfs_ns *ns, uint64_t safe_seq);
+/* The oldest freeing record whose space this host still reaches (an open
+ * file's old data), or 0: what it publishes as hs_pin_seq. */
+uint64_t shmfs_ns_pin_seq(struct shmfs_ns *ns);
+/* Drop an inode that is gone from the log once its last local open
+ * handle is closed.  Writer's lock held. */
+void shmfs_ns_forget(struct shmfs_ns *ns, uint64_t ino);
 
 /* Allocator (alloc.c), in units.  Derived from replay only. */
 int shmfs_alloc_init(struct shmfs_alloc *a, uint64_t nunits, uint64_t unit);
 void shmfs_alloc_destroy(struct shmfs_alloc *a);
 bool shmfs_alloc_is_free(const struct shmfs_alloc *a, uint64_t first, uint64_t n);
 void shmfs_alloc_mark(struct shmfs_alloc *a, uint64_t first, uint64_t n, bool used);
+void shmfs_alloc_pend(struct shmfs_alloc *a, uint64_t first, uint64_t n, bool pend);
 /* Find a free run: the first run of want units from the cursor, else the
  * longest run found (>= 1).  Returns -ENOSPC when nothing is free. */
 int shmfs_alloc_find(struct shmfs_alloc *a, uint64_t want, uint64_t *first, uint64_t *got);

@@ -307,7 +307,7 @@ static void step(struct shmfs_fs *fs)
 			return;
 		unsigned u = (unsigned)pick(FUNITS);
 		uint64_t first, got;
-		if (shmfs_alloc_find(&fs->ns->alloc, 1, &first, &got))
+		if (shmfs_fs_alloc(fs, 1, &first, &got))
 			return;
 		want = mi[ino].map[u] >= 0 ? -EEXIST : 0;
 		uint64_t size = SHMFS_MAX(mi[ino].size, (u + 1ull) * UNIT);
