@@ -179,6 +179,8 @@ static int replay_one(struct shmfs_fs *fs, const struct shmfs_log_entry *e)
 			   e->pos, why);
 	} else {
 		st->records++;
+		if (fs->on_apply)
+			fs->on_apply(fs->on_apply_ctx, &e->hdr, e->payload);
 	}
 	return 0;
 }

@@ -37,8 +37,8 @@
 #include "shmfs/super.h"
 #include "shmfs/util.h"
 
-#ifndef SHMFS_PKG_VERSION
-#define SHMFS_PKG_VERSION "0.1.0"
+#ifndef SHMFS_VERSION_STRING
+#define SHMFS_VERSION_STRING "0.1.0"
 #endif
 
 #define PROG "mkfs.shmfs"
@@ -249,7 +249,7 @@ static int parse_args(int argc, char **argv, struct mkfs_args *a)
 			usage(stdout);
 			return -1;
 		case 'V':
-			printf(PROG " (shmfs) %s, on-media format version %u\n", SHMFS_PKG_VERSION,
+			printf(PROG " (shmfs) %s, on-media format version %u\n", SHMFS_VERSION_STRING,
 			       SHMFS_VERSION);
 			return -1;
 		default:

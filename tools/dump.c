@@ -37,8 +37,8 @@
 #include "shmfs/super.h"
 #include "shmfs/util.h"
 
-#ifndef SHMFS_PKG_VERSION
-#define SHMFS_PKG_VERSION "0.1.0"
+#ifndef SHMFS_VERSION_STRING
+#define SHMFS_VERSION_STRING "0.1.0"
 #endif
 
 #define PROG "shmfs-dump"
@@ -1105,7 +1105,7 @@ static int parse_args(int argc, char **argv, struct dump *d)
 			usage(stdout);
 			return -1;
 		case 'V':
-			printf(PROG " (shmfs) %s, on-media format version %u\n", SHMFS_PKG_VERSION,
+			printf(PROG " (shmfs) %s, on-media format version %u\n", SHMFS_VERSION_STRING,
 			       SHMFS_VERSION);
 			return -1;
 		default:
@@ -1208,7 +1208,7 @@ int main(int argc, char **argv)
 	o_begin(&d.o, NULL, K_BLOCK);
 	if (d.o.json) {
 		f_str(&d.o, "tool", PROG);
-		f_str(&d.o, "version", SHMFS_PKG_VERSION);
+		f_str(&d.o, "version", SHMFS_VERSION_STRING);
 	}
 	if (!d.hosts_only)
 		print_region(&d);

@@ -70,6 +70,10 @@ struct shmfs_fs {
 	bool locked;                    /* we hold ctl_lock */
 	uint64_t lock_word;             /* its value while we hold it */
 	int fatal;                      /* sticky: a failed commit stops writes */
+	/* told of every record replay applies (records of other hosts, and
+	 * this slot's from an earlier life), under replay_lock */
+	void (*on_apply)(void *ctx, const struct shmfs_log_rec *h, const void *payload);
+	void *on_apply_ctx;
 };
 
 /* Write a fresh filesystem onto a region: control page, empty host table

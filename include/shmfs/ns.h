@@ -72,6 +72,14 @@ struct shmfs_inode {
 	bool gone;                      /* removed by the log but still open
 	                                 * here: readable, invisible to records */
 	int nopen;                      /* local open handles (atomic) */
+	/* local write state (atomics): size written but not yet logged,
+	 * whether data changed since the last flush, how far speculative
+	 * preallocation reaches, kernel lookup count */
+	uint64_t wsize;
+	uint32_t wdirty;
+	uint64_t prealloc_end;
+	uint64_t nlookup;
+	uint64_t remote_gen;            /* bumped by replay of others' records */
 	struct rcu_head rcu;
 };
 
