@@ -332,6 +332,14 @@ int shmfs_fs_alloc(struct shmfs_fs *fs, uint64_t want, uint64_t *first, uint64_t
 	return shmfs_alloc_find(&fs->ns->alloc, want, first, got);
 }
 
+uint64_t shmfs_fs_reap(struct shmfs_fs *fs)
+{
+	pthread_mutex_lock(&fs->replay_lock);
+	uint64_t n = fs->ns->npending ? shmfs_ns_reap(fs->ns, shmfs_hosts_safe_seq(fs)) : 0;
+	pthread_mutex_unlock(&fs->replay_lock);
+	return n;
+}
+
 void shmfs_fs_open_inode(struct shmfs_fs *fs, uint64_t ino)
 {
 	rcu_read_lock();

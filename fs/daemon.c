@@ -332,6 +332,8 @@ static void *follower_main(void *arg)
 		send_invalidations();
 		if (n == 50)
 			set_readahead();
+		if (n % 100 == 0)
+			shmfs_fs_reap(D.fs);
 		if (++n % 2000 == 0 && !D.readonly)
 			reap_orphans(false);
 		nanosleep(&tick, NULL);
@@ -849,7 +851,9 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	sv.f_bsize = (unsigned long)a->unit;
 	sv.f_frsize = (unsigned long)a->unit;
 	sv.f_blocks = a->nunits;
-	sv.f_bfree = a->nfree > a->npend ? a->nfree - a->npend : 0;
+	/* Freed space still pinned by some host's open file counts as free:
+	 * it is, as soon as that file is closed. */
+	sv.f_bfree = a->nfree;
 	sv.f_bavail = sv.f_bfree;
 	/* No inode table: as many more files as the log has room to create. */
 	sv.f_ffree = log_free / 96;

@@ -821,6 +821,14 @@ static void print_payload(struct out *o, const struct shmfs_log_rec *h, const ui
 		}
 		return;
 	}
+	case SHMFS_LR_RELEASE: {
+		struct shmfs_lr_release rl;
+		if (plen < sizeof(rl))
+			return;
+		memcpy(&rl, p, sizeof(rl));
+		f_u64(o, "ino", rl.rl_ino);
+		return;
+	}
 	default:
 		return;
 	}

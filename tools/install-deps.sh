@@ -6,4 +6,6 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   build-essential cmake pkg-config \
   libfuse3-dev fuse3 liburcu-dev libxxhash-dev libdaxctl-dev libndctl-dev \
-  python3 python3-pytest >/dev/null
+  python3 python3-pytest util-linux >/dev/null
+# FUSE needs the device node (present on a normal machine; containers may lack it)
+[ -e /dev/fuse ] || mknod -m 0666 /dev/fuse c 10 229

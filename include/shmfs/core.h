@@ -115,6 +115,9 @@ void shmfs_fs_heartbeat(struct shmfs_fs *fs);
  */
 int shmfs_fs_alloc(struct shmfs_fs *fs, uint64_t want, uint64_t *first, uint64_t *got);
 
+/* Release freed space no live host can reach any more (periodically). */
+uint64_t shmfs_fs_reap(struct shmfs_fs *fs);
+
 /* Local open handles pin an inode's data against reuse by any host. */
 void shmfs_fs_open_inode(struct shmfs_fs *fs, uint64_t ino);
 void shmfs_fs_close_inode(struct shmfs_fs *fs, uint64_t ino);
