@@ -235,7 +235,15 @@ static int touch(struct shmfs_ns *ns, struct shmfs_inode *ip, uint64_t t, bool m
 
 /* ---- extents ------------------------------------------------------------------ */
 
-/* Units no file owns any more; reusable once shmfs_ns_reap() says so. */
+static bool open_here(struct shmfs_ns *ns, uint64_t ino)
+{
+	struct shmfs_inode *ip = shmfs_ns_iget(ns, ino);
+
+	return ip && __atomic_load_n(&ip->nopen, __ATOMIC_ACQUIRE) > 0;
+}
+
+/* Units no file owns any more; reusable once shmfs_ns_reap() says so.  If
+ * the file is open here, its handles may still read them: pinned. */
 static int pend_free(struct shmfs_ns *ns, uint64_t ino, uint64_t first, uint64_t n)
 {
 	if (ns->npending == ns->cap_pending) {
@@ -246,17 +254,11 @@ static int pend_free(struct shmfs_ns *ns, uint64_t ino, uint64_t first, uint64_t
 		ns->pending = p;
 		ns->cap_pending = cap;
 	}
-	ns->pending[ns->npending++] = (struct shmfs_pending){ first, n, ns->cur_seq, ino };
+	ns->pending[ns->npending++] = (struct shmfs_pending){ first, n, ns->cur_seq, ino,
+							      open_here(ns, ino) };
 	shmfs_alloc_mark(&ns->alloc, first, n, false);
 	shmfs_alloc_pend(&ns->alloc, first, n, true);
 	return 0;
-}
-
-static bool open_here(struct shmfs_ns *ns, uint64_t ino)
-{
-	struct shmfs_inode *ip = shmfs_ns_iget(ns, ino);
-
-	return ip && __atomic_load_n(&ip->nopen, __ATOMIC_ACQUIRE) > 0;
 }
 
 uint64_t shmfs_ns_reap(struct shmfs_ns *ns, uint64_t safe_seq)
@@ -267,7 +269,7 @@ uint64_t shmfs_ns_reap(struct shmfs_ns *ns, uint64_t safe_seq)
 	rcu_read_lock();
 	for (size_t i = 0; i < ns->npending; i++) {
 		struct shmfs_pending *p = &ns->pending[i];
-		if (p->seq < safe_seq && !open_here(ns, p->ino)) {
+		if (p->seq < safe_seq && !(p->pinned && open_here(ns, p->ino))) {
 			shmfs_alloc_pend(&ns->alloc, p->first, p->n, false);
 			released += p->n;
 		} else {
@@ -285,7 +287,8 @@ uint64_t shmfs_ns_pin_seq(struct shmfs_ns *ns)
 
 	rcu_read_lock();
 	for (size_t i = 0; i < ns->npending; i++)
-		if ((!pin || ns->pending[i].seq < pin) && open_here(ns, ns->pending[i].ino))
+		if ((!pin || ns->pending[i].seq < pin) && ns->pending[i].pinned &&
+		    open_here(ns, ns->pending[i].ino))
 			pin = ns->pending[i].seq;
 	rcu_read_unlock();
 	return pin;

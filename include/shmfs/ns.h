@@ -109,6 +109,7 @@ struct shmfs_pending {
 	uint64_t first, n;              /* units */
 	uint64_t seq;
 	uint64_t ino;
+	bool pinned;                    /* ino was open here when it was freed */
 };
 
 struct shmfs_ns {
