@@ -71,7 +71,7 @@ struct daemon {
 	struct shmfs_fs *fs;
 	struct fuse_session *se;
 	char *region_spec, *host, *mountpoint;
-	bool readonly, debug;
+	bool readonly, debug, foreground;
 	volatile bool stop;
 	pthread_t follower, beater;
 
@@ -93,11 +93,14 @@ static void log_msg(int prio, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	fprintf(stderr, "shmfs: ");
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	if (D.foreground) {
+		fprintf(stderr, "shmfs: ");
+		vfprintf(stderr, fmt, ap);
+		fputc('\n', stderr);
+	} else {
+		vsyslog(prio, fmt, ap);
+	}
 	va_end(ap);
-	(void)prio;
 }
 
 /* ---- RCU registration of libfuse's threads ---------------------------- */
@@ -1048,6 +1051,7 @@ int main(int argc, char **argv)
 	char err[512];
 	int ret = 1, rc;
 
+	openlog("shmfs", LOG_PID, LOG_DAEMON);
 	if (fuse_opt_parse(&args, &conf, conf_opts, conf_proc) == -1)
 		return 2;
 	if (fuse_parse_cmdline(&args, &opts) != 0) {
@@ -1091,24 +1095,50 @@ int main(int argc, char **argv)
 	D.readonly = conf.ro;
 	D.mountpoint = opts.mountpoint;
 	D.debug = opts.debug;
+	D.foreground = opts.foreground;
 	pthread_mutex_init(&D.qlock, NULL);
 	pthread_cond_init(&D.qcond, NULL);
 	pthread_key_create(&rcu_key, rcu_thread_exit);
-	rcu_register_thread();
 
+	/* Everything a user can get wrong is checked here, on the terminal,
+	 * before the mount and the fork; no thread exists yet (liburcu's and
+	 * the hash tables' helper threads would not survive fuse_daemonize). */
 	ropts.readonly = D.readonly;
 	rc = shmfs_region_open(conf.region, &ropts, &D.region, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "shmfs: %s\n", err);
-		goto out_rcu;
+		goto out_args;
 	}
+	{
+		struct shmfs_super sb;
+		char other[256];
+		rc = shmfs_super_read(&D.region, &sb, NULL, err, sizeof(err), other, sizeof(other));
+		if (rc) {
+			fprintf(stderr, "shmfs: %s: %s\n", conf.region, err);
+			goto out_region;
+		}
+		if (other[0])
+			fprintf(stderr, "shmfs: %s: warning: %s (run fsck.shmfs)\n", conf.region, other);
+	}
+
+	D.se = fuse_session_new(&args, &ops, sizeof(ops), &D);
+	if (!D.se)
+		goto out_region;
+	if (fuse_set_signal_handlers(D.se) != 0)
+		goto out_session;
+	if (fuse_session_mount(D.se, opts.mountpoint) != 0)
+		goto out_signals;
+	if (fuse_daemonize(opts.foreground) != 0)
+		goto out_unmount;
+
+	rcu_register_thread();
 	fopts.readonly = D.readonly;
 	fopts.join = true;
 	fopts.host_name = conf.host;
 	rc = shmfs_fs_open(&D.region, &fopts, &D.fs, err, sizeof(err));
 	if (rc) {
-		fprintf(stderr, "shmfs: %s: %s\n", conf.region, err);
-		goto out_region;
+		log_msg(LOG_ERR, "%s: %s", conf.region, err);
+		goto out_rcu;
 	}
 	D.fs->on_apply = on_apply;
 	if (D.fs->stats.stuck)
@@ -1116,17 +1146,6 @@ int main(int argc, char **argv)
 			D.fs->stats.stuck_why);
 	if (!D.readonly)
 		reap_orphans(true);
-
-	D.se = fuse_session_new(&args, &ops, sizeof(ops), &D);
-	if (!D.se)
-		goto out_fs;
-	if (fuse_set_signal_handlers(D.se) != 0)
-		goto out_session;
-	if (fuse_session_mount(D.se, opts.mountpoint) != 0)
-		goto out_signals;
-	if (fuse_daemonize(opts.foreground) != 0)
-		goto out_unmount;
-	/* Threads only now: fuse_daemonize() forks. */
 	pthread_create(&D.follower, NULL, follower_main, NULL);
 	pthread_create(&D.beater, NULL, beater_main, NULL);
 
@@ -1135,27 +1154,28 @@ int main(int argc, char **argv)
 	} else {
 		lc = fuse_loop_cfg_create();
 		fuse_loop_cfg_set_clone_fd(lc, (unsigned)opts.clone_fd);
-		fuse_loop_cfg_set_max_threads(lc, opts.max_threads ? opts.max_threads : 16);
-		fuse_loop_cfg_set_idle_threads(lc, opts.max_idle_threads ? opts.max_idle_threads : 4);
+		/* libfuse's "unset" is UINT_MAX */
+		if (opts.max_threads && opts.max_threads != UINT_MAX)
+			fuse_loop_cfg_set_max_threads(lc, opts.max_threads);
+		if (opts.max_idle_threads != UINT_MAX)
+			fuse_loop_cfg_set_idle_threads(lc, opts.max_idle_threads);
 		ret = fuse_session_loop_mt(D.se, lc);
 		fuse_loop_cfg_destroy(lc);
 	}
 	D.stop = true;
 	pthread_join(D.follower, NULL);
 	pthread_join(D.beater, NULL);
-	/* Files still open at unmount: drop what they held. */
+	shmfs_fs_close(D.fs);
+out_rcu:
+	rcu_unregister_thread();
 out_unmount:
 	fuse_session_unmount(D.se);
 out_signals:
 	fuse_remove_signal_handlers(D.se);
 out_session:
 	fuse_session_destroy(D.se);
-out_fs:
-	shmfs_fs_close(D.fs);
 out_region:
 	shmfs_region_close(&D.region);
-out_rcu:
-	rcu_unregister_thread();
 out_args:
 	free(opts.mountpoint);
 	free(conf.region);
