@@ -748,6 +748,63 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	fuse_reply_err(req, D.readonly ? 0 : -shmfs_op_flush(D.fs, ino, false));
 }
 
+/*
+ * Directory handles.  readdir works from a snapshot of the directory taken
+ * at offset 0 (opendir, rewinddir): entries in cookie order, so resuming at
+ * any offset is a binary search, and a directory of a million entries is
+ * listed in linear time.  POSIX allows a listing not to reflect changes made
+ * after opendir/rewinddir.
+ */
+struct snap_ent {
+	uint64_t cookie, ino;
+	uint32_t type;
+	uint32_t name_off;
+};
+
+struct dirsnap {
+	pthread_mutex_t lock;
+	uint64_t self, parent;
+	size_t n;
+	struct snap_ent *e;
+	char *names;
+};
+
+static void snap_free(struct dirsnap *s)
+{
+	free(s->e);
+	free(s->names);
+	s->e = NULL;
+	s->names = NULL;
+	s->n = 0;
+}
+
+/* Take a snapshot of directory ino (RCU held by the caller). */
+static int snap_take(struct dirsnap *s, struct shmfs_inode *dp)
+{
+	size_t cap = dp->nchildren + 16, bytes = 0, n = 0, nb = 0;
+	struct shmfs_dentry *d;
+
+	snap_free(s);
+	s->self = dp->ino;
+	s->parent = dp->parent;
+	cds_list_for_each_entry_rcu(d, &dp->children, sibling)
+		bytes += d->name_len + 1u;
+	s->e = malloc(cap * sizeof(*s->e));
+	s->names = malloc(bytes + 1);
+	if (!s->e || !s->names)
+		return -ENOMEM;
+	cds_list_for_each_entry_rcu(d, &dp->children, sibling) {
+		if (n == cap || nb + d->name_len + 1u > bytes)
+			break; /* the directory grew while we looked: list what we have */
+		s->e[n] = (struct snap_ent){ d->cookie, d->ino, d->type, (uint32_t)nb };
+		memcpy(s->names + nb, d->name, d->name_len + 1u);
+		nb += d->name_len + 1u;
+		n++;
+	}
+	s->n = n;
+	return 0;
+}
+
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	rcu_enter();
@@ -760,31 +817,59 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, err);
 		return;
 	}
-	fi->cache_readdir = 0;
-	fuse_reply_open(req, fi);
-}
-
-static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
-{
-	char *buf = malloc(size), *p = buf;
-	size_t rem = size;
-
-	rcu_enter();
-	if (!buf) {
+	struct dirsnap *s = calloc(1, sizeof(*s));
+	if (!s) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	rcu_read_lock();
-	struct shmfs_inode *dp = shmfs_ns_iget(D.fs->ns, ino);
-	if (!dp || dp->type != S_IFDIR) {
-		rcu_read_unlock();
+	pthread_mutex_init(&s->lock, NULL);
+	fi->fh = (uintptr_t)s;
+	fi->cache_readdir = 0;
+	if (fuse_reply_open(req, fi) == -ENOENT) {
+		pthread_mutex_destroy(&s->lock);
+		free(s);
+	}
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct dirsnap *s = (struct dirsnap *)(uintptr_t)fi->fh;
+	(void)ino;
+
+	if (s) {
+		snap_free(s);
+		pthread_mutex_destroy(&s->lock);
+		free(s);
+	}
+	fuse_reply_err(req, 0);
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus,
+		       struct fuse_file_info *fi)
+{
+	struct dirsnap *s = (struct dirsnap *)(uintptr_t)fi->fh;
+	char *buf = malloc(size), *p = buf;
+	size_t rem = size, i;
+	int err = 0;
+
+	rcu_enter();
+	if (!buf || !s) {
 		free(buf);
-		fuse_reply_err(req, dp ? ENOTDIR : ENOENT);
+		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	/* "." is cookie 1, ".." cookie 2, then entries in creation order. */
+	pthread_mutex_lock(&s->lock);
+	if (off == 0 || !s->e) {
+		rcu_read_lock();
+		struct shmfs_inode *dp = shmfs_ns_iget(D.fs->ns, ino);
+		err = !dp ? ENOENT : dp->type != S_IFDIR ? ENOTDIR : -snap_take(s, dp);
+		rcu_read_unlock();
+		if (err)
+			goto out;
+	}
+	/* "." is offset 1, ".." offset 2, then entries by cookie. */
 	for (int dot = (int)off; dot < 2; dot++) {
-		struct stat st = { .st_ino = dot ? dp->parent : dp->ino, .st_mode = S_IFDIR };
+		struct stat st = { .st_ino = dot ? s->parent : s->self, .st_mode = S_IFDIR };
 		const char *nm = dot ? ".." : ".";
 		size_t l;
 		if (plus) {
@@ -794,53 +879,65 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 			l = fuse_add_direntry(req, p, rem, nm, &st, dot + 1);
 		}
 		if (l > rem)
-			goto full;
+			goto out;
 		p += l;
 		rem -= l;
 	}
-	struct shmfs_dentry *d;
-	cds_list_for_each_entry_rcu(d, &dp->children, sibling) {
-		if ((off_t)d->cookie <= off)
-			continue;
+	/* first entry with cookie > off */
+	size_t lo = 0, hi = s->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if ((off_t)s->e[mid].cookie <= off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (i = lo; i < s->n; i++) {
+		const struct snap_ent *en = &s->e[i];
+		const char *nm = s->names + en->name_off;
 		size_t l;
 		if (plus) {
-			struct shmfs_inode *ip = shmfs_ns_iget(D.fs->ns, d->ino);
-			if (!ip)
-				continue;
-			struct fuse_entry_param e = { .ino = d->ino, .generation = 1,
+			struct fuse_entry_param e = { .ino = en->ino, .generation = 1,
 						      .attr_timeout = TIMEOUT,
 						      .entry_timeout = TIMEOUT };
-			shmfs_op_getattr(D.fs, d->ino, &e.attr);
-			l = fuse_add_direntry_plus(req, p, rem, d->name, &e, (off_t)d->cookie);
-			if (l <= rem)
-				__atomic_fetch_add(&ip->nlookup, 1, __ATOMIC_RELAXED);
+			if (shmfs_op_getattr(D.fs, en->ino, &e.attr))
+				continue; /* removed since the snapshot */
+			l = fuse_add_direntry_plus(req, p, rem, nm, &e, (off_t)en->cookie);
+			if (l <= rem) {
+				rcu_read_lock();
+				struct shmfs_inode *ip = shmfs_ns_iget(D.fs->ns, en->ino);
+				if (ip)
+					__atomic_fetch_add(&ip->nlookup, 1, __ATOMIC_RELAXED);
+				rcu_read_unlock();
+			}
 		} else {
-			struct stat st = { .st_ino = d->ino, .st_mode = d->type };
-			l = fuse_add_direntry(req, p, rem, d->name, &st, (off_t)d->cookie);
+			struct stat st = { .st_ino = en->ino, .st_mode = en->type };
+			l = fuse_add_direntry(req, p, rem, nm, &st, (off_t)en->cookie);
 		}
 		if (l > rem)
 			break;
 		p += l;
 		rem -= l;
 	}
-full:
-	rcu_read_unlock();
-	fuse_reply_buf(req, buf, size - rem);
+out:
+	pthread_mutex_unlock(&s->lock);
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_buf(req, buf, size - rem);
 	free(buf);
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
-	(void)fi;
-	do_readdir(req, ino, size, off, false);
+	do_readdir(req, ino, size, off, false, fi);
 }
 
 static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			   struct fuse_file_info *fi)
 {
-	(void)fi;
-	do_readdir(req, ino, size, off, true);
+	do_readdir(req, ino, size, off, true, fi);
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -980,6 +1077,7 @@ static const struct fuse_lowlevel_ops ops = {
 	.release = op_release,
 	.fsync = op_fsync,
 	.opendir = op_opendir,
+	.releasedir = op_releasedir,
 	.readdir = op_readdir,
 	.readdirplus = op_readdirplus,
 	.statfs = op_statfs,
@@ -992,7 +1090,7 @@ static const struct fuse_lowlevel_ops ops = {
 	.copy_file_range = op_copy_file_range,
 	/* not implemented, on purpose: access (default_permissions does it),
 	 * getlk/setlk/flock (the kernel keeps locks per host), bmap, ioctl,
-	 * poll, lseek, releasedir/fsyncdir (nothing to do) */
+	 * poll, lseek, fsyncdir (nothing to do) */
 };
 
 /* ---- command line ---------------------------------------------------------- */
