@@ -360,6 +360,21 @@ static void *beater_main(void *arg)
 
 /* ---- request handlers ------------------------------------------------------ */
 
+/* The errno to give the kernel for a core error (negative).  Corruption is
+ * EIO to applications, with the reason in the log. */
+static int out_err(int rc)
+{
+	if (rc == -EUCLEAN || rc == -ENOLCK) {
+		static volatile int said;
+		if (!said++)
+			log_msg(LOG_ERR, "metadata is damaged or unreachable (%s): returning EIO%s%s",
+				strerror(-rc), D.fs->stats.stuck ? "; log stopped at: " : "",
+				D.fs->stats.stuck ? D.fs->stats.stuck_why : "");
+		return EIO;
+	}
+	return -rc;
+}
+
 static void reply_entry(fuse_req_t req, const struct stat *st)
 {
 	struct fuse_entry_param e = { .ino = st->st_ino, .generation = 1, .attr = *st,
@@ -400,7 +415,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	if (rc)
-		fuse_reply_err(req, -rc);
+		fuse_reply_err(req, out_err(rc));
 	else
 		reply_entry(req, &st);
 }
@@ -442,7 +457,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	rcu_enter();
 	rc = shmfs_op_getattr(D.fs, ino, &st);
 	if (rc)
-		fuse_reply_err(req, -rc);
+		fuse_reply_err(req, out_err(rc));
 	else
 		fuse_reply_attr(req, &st, TIMEOUT);
 }
@@ -491,7 +506,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	}
 	rc = shmfs_op_setattr(D.fs, ino, &sa, &st);
 	if (rc)
-		fuse_reply_err(req, -rc);
+		fuse_reply_err(req, out_err(rc));
 	else
 		fuse_reply_attr(req, &st, TIMEOUT);
 }
@@ -504,7 +519,7 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	rcu_enter();
 	rc = shmfs_op_readlink(D.fs, ino, buf, sizeof(buf));
 	if (rc < 0)
-		fuse_reply_err(req, -rc);
+		fuse_reply_err(req, out_err(rc));
 	else
 		fuse_reply_readlink(req, buf);
 }
@@ -522,7 +537,7 @@ static void make(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 		return;
 	rc = shmfs_op_mknod(D.fs, parent, name, mode, rdev, target, &cred, &st);
 	if (rc)
-		fuse_reply_err(req, -rc);
+		fuse_reply_err(req, out_err(rc));
 	else
 		reply_entry(req, &st);
 }
@@ -547,7 +562,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	rcu_enter();
 	if (refuse_ro(req))
 		return;
-	fuse_reply_err(req, -shmfs_op_unlink(D.fs, parent, name, false));
+	fuse_reply_err(req, out_err(shmfs_op_unlink(D.fs, parent, name, false)));
 }
 
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -555,7 +570,7 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	rcu_enter();
 	if (refuse_ro(req))
 		return;
-	fuse_reply_err(req, -shmfs_op_unlink(D.fs, parent, name, true));
+	fuse_reply_err(req, out_err(shmfs_op_unlink(D.fs, parent, name, true)));
 }
 
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
@@ -574,7 +589,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		f |= SHMFS_RENAME_NOREPLACE;
 	if (flags & RENAME_EXCHANGE)
 		f |= SHMFS_RENAME_EXCHANGE;
-	fuse_reply_err(req, -shmfs_op_rename(D.fs, parent, name, newparent, newname, f));
+	fuse_reply_err(req, out_err(shmfs_op_rename(D.fs, parent, name, newparent, newname, f)));
 }
 
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
@@ -587,7 +602,7 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 		return;
 	rc = shmfs_op_link(D.fs, ino, newparent, newname, &st);
 	if (rc)
-		fuse_reply_err(req, -rc);
+		fuse_reply_err(req, out_err(rc));
 	else
 		reply_entry(req, &st);
 }
@@ -619,7 +634,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		struct stat st;
 		int rc = shmfs_op_setattr(D.fs, ino, &sa, &st);
 		if (rc) {
-			fuse_reply_err(req, -rc);
+			fuse_reply_err(req, out_err(rc));
 			return;
 		}
 	}
@@ -642,7 +657,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		return;
 	rc = shmfs_op_mknod(D.fs, parent, name, S_IFREG | (mode & 07777), 0, NULL, &cred, &st);
 	if (rc) {
-		fuse_reply_err(req, -rc);
+		fuse_reply_err(req, out_err(rc));
 		return;
 	}
 	shmfs_fs_open_inode(D.fs, st.st_ino);
@@ -677,7 +692,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		}
 	}
 	if (n < 0)
-		fuse_reply_err(req, -n);
+		fuse_reply_err(req, out_err(n));
 	else
 		fuse_reply_iov(req, iov, k);
 	rcu_read_unlock();
@@ -710,7 +725,7 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *buf
 		free(tmp);
 	}
 	if (rc < 0)
-		fuse_reply_err(req, (int)-rc);
+		fuse_reply_err(req, out_err((int)rc));
 	else
 		fuse_reply_write(req, (size_t)rc);
 }
@@ -719,7 +734,7 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)fi;
 	rcu_enter();
-	fuse_reply_err(req, D.readonly ? 0 : -shmfs_op_flush(D.fs, ino, false));
+	fuse_reply_err(req, D.readonly ? 0 : out_err(shmfs_op_flush(D.fs, ino, false)));
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -745,7 +760,7 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	(void)datasync;
 	(void)fi;
 	rcu_enter();
-	fuse_reply_err(req, D.readonly ? 0 : -shmfs_op_flush(D.fs, ino, false));
+	fuse_reply_err(req, D.readonly ? 0 : out_err(shmfs_op_flush(D.fs, ino, false)));
 }
 
 /*
@@ -969,7 +984,7 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 	rcu_enter();
 	if (refuse_ro(req))
 		return;
-	fuse_reply_err(req, -shmfs_op_setxattr(D.fs, ino, name, value, size, flags));
+	fuse_reply_err(req, out_err(shmfs_op_setxattr(D.fs, ino, name, value, size, flags)));
 }
 
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
@@ -984,7 +999,7 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	}
 	rc = shmfs_op_getxattr(D.fs, ino, name, buf, size);
 	if (rc < 0)
-		fuse_reply_err(req, -rc);
+		fuse_reply_err(req, out_err(rc));
 	else if (!size)
 		fuse_reply_xattr(req, (size_t)rc);
 	else
@@ -1004,7 +1019,7 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	}
 	rc = shmfs_op_listxattr(D.fs, ino, buf, size);
 	if (rc < 0)
-		fuse_reply_err(req, -rc);
+		fuse_reply_err(req, out_err(rc));
 	else if (!size)
 		fuse_reply_xattr(req, (size_t)rc);
 	else
@@ -1017,7 +1032,7 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	rcu_enter();
 	if (refuse_ro(req))
 		return;
-	fuse_reply_err(req, -shmfs_op_removexattr(D.fs, ino, name));
+	fuse_reply_err(req, out_err(shmfs_op_removexattr(D.fs, ino, name)));
 }
 
 static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
@@ -1031,7 +1046,8 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	fuse_reply_err(req, -shmfs_op_fallocate(D.fs, ino, mode, (uint64_t)off, (uint64_t)len));
+	fuse_reply_err(req,
+		       out_err(shmfs_op_fallocate(D.fs, ino, mode, (uint64_t)off, (uint64_t)len)));
 }
 
 static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
@@ -1050,7 +1066,7 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	ssize_t rc = shmfs_op_copy_range(D.fs, ino_in, (uint64_t)off_in, ino_out,
 					 (uint64_t)off_out, len);
 	if (rc < 0)
-		fuse_reply_err(req, (int)-rc);
+		fuse_reply_err(req, out_err((int)rc));
 	else
 		fuse_reply_write(req, (size_t)rc);
 }
