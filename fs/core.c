@@ -302,6 +302,14 @@ int shmfs_fs_commit(struct shmfs_fs *fs, uint16_t type, uint16_t flags,
 	rc = shmfs_ns_apply(fs->ns, &h, payload, true, why, sizeof(why));
 	if (rc)
 		return rc;
+	/* The end of the log is kept for records that free things, so that a
+	 * filesystem whose log is full can still be cleaned up. */
+	uint64_t reserve = SHMFS_MIN(SHMFS_MAX(64u << 10, fs->log.size / 64), fs->log.size / 4);
+	bool frees = type == SHMFS_LR_UNLINK || type == SHMFS_LR_RMDIR ||
+		     type == SHMFS_LR_RELEASE || type == SHMFS_LR_EXTENT_UNMAP ||
+		     type == SHMFS_LR_XATTR_REMOVE;
+	if (!frees && fs->pos + shmfs_lr_stride(len) > fs->log.size - reserve)
+		return -ENOSPC;
 	if (!shmfs_lock_held(fs)) {
 		fs->fatal = -ESTALE;
 		return -ESTALE;
