@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/types.h>
@@ -503,6 +504,43 @@ static const struct magic_sig magic_sigs[] = {
 };
 
 /*
+ * Is a valid shmfs mounted by a live host?  A slot counts as live if its
+ * heartbeat moves while we watch for three heartbeat periods.  Names the
+ * first live host in who.
+ */
+static bool mounted_somewhere(const struct plan *pl, const struct shmfs_super *sb, char *who,
+			      size_t wholen)
+{
+	uint32_t n = sb->sb_max_hosts;
+	uint64_t *beat = calloc(n, sizeof(*beat));
+	bool live = false, any = false;
+
+	if (!beat)
+		return false;
+	for (uint32_t i = 0; i < n; i++) {
+		const struct shmfs_host *h = shmfs_host_slot(pl->r.base, sb, i);
+		beat[i] = __atomic_load_n(&h->hs_heartbeat, __ATOMIC_ACQUIRE);
+		any |= __atomic_load_n(&h->hs_state, __ATOMIC_ACQUIRE) == SHMFS_HOST_ACTIVE;
+	}
+	if (any) {
+		uint64_t wait_ms = SHMFS_MIN(3ull * sb->sb_heartbeat_ms, 3000);
+		struct timespec ts = { (time_t)(wait_ms / 1000), (long)(wait_ms % 1000) * 1000000L };
+		nanosleep(&ts, NULL);
+		for (uint32_t i = 0; i < n && !live; i++) {
+			const struct shmfs_host *h = shmfs_host_slot(pl->r.base, sb, i);
+			if (__atomic_load_n(&h->hs_state, __ATOMIC_ACQUIRE) == SHMFS_HOST_ACTIVE &&
+			    __atomic_load_n(&h->hs_heartbeat, __ATOMIC_ACQUIRE) != beat[i]) {
+				live = true;
+				snprintf(who, wholen, "slot %u, \"%.*s\"", i, (int)sizeof(h->hs_name) - 1,
+					 h->hs_name);
+			}
+		}
+	}
+	free(beat);
+	return live;
+}
+
+/*
  * Returns 0 if the region may be written, else -EEXIST after saying what
  * is there.  An existing shmfs is recognized even when damaged: its magic
  * in either superblock slot is enough.
@@ -547,6 +585,14 @@ static int check_signatures(const struct mkfs_args *a, const struct plan *pl)
 	}
 	if (!what[0])
 		return 0;
+	if (pl->opened && shmfs_super_check(&sb, pl->r.size, err, sizeof(err)) == 0) {
+		char who[128];
+		if (mounted_somewhere(pl, &sb, who, sizeof(who))) {
+			fail("%s is mounted by a live host (%s); unmount it everywhere first",
+			     a->spec, who);
+			return -EBUSY;
+		}
+	}
 	if (a->force) {
 		if (!a->quiet && !a->dry_run)
 			printf("%s contains %s; overwriting it (-f)\n", a->spec, what);
