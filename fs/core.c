@@ -107,6 +107,8 @@ int shmfs_fs_open(struct shmfs_region *r, const struct shmfs_fs_opts *o,
 	fs->log = (struct shmfs_log){ r->base + fs->sb.sb_log_off, fs->sb.sb_log_size,
 				      fs->sb.sb_log_seed };
 	fs->lease_ns = (uint64_t)(o->lease_ms ? o->lease_ms : fs->sb.sb_lease_ms) * 1000000ull;
+	fs->on_reject = o->on_reject;
+	fs->on_reject_ctx = o->on_reject_ctx;
 	fs->rbuf = malloc(SHMFS_LR_PAYLOAD_MAX);
 	fs->watch = calloc(fs->sb.sb_max_hosts, sizeof(*fs->watch));
 	/* A create record takes about 100 bytes of log. */
@@ -174,6 +176,8 @@ static int replay_one(struct shmfs_fs *fs, const struct shmfs_log_entry *e)
 		return rc;
 	if (rc) {
 		st->rejected++;
+		if (fs->on_reject)
+			fs->on_reject(fs->on_reject_ctx, e, why);
 		shmfs_errf(st->last_reject, sizeof(st->last_reject), "record %" PRIu64 " (%s) at %"
 			   PRIu64 ": %s", e->hdr.lr_seq, shmfs_lr_type_name(e->hdr.lr_type),
 			   e->pos, why);

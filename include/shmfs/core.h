@@ -30,6 +30,9 @@ struct shmfs_ns;
 
 struct shmfs_fs_opts {
 	bool readonly;          /* never append, never take the lock */
+	/* set before the initial replay (fsck, dump) */
+	void (*on_reject)(void *ctx, const struct shmfs_log_entry *e, const char *why);
+	void *on_reject_ctx;
 	bool join;              /* claim a host slot (mounts, writers) */
 	const char *host_name;  /* hs_name; NULL: the machine's hostname */
 	uint32_t lease_ms;      /* 0: sb_lease_ms */
@@ -74,6 +77,10 @@ struct shmfs_fs {
 	 * this slot's from an earlier life), under replay_lock */
 	void (*on_apply)(void *ctx, const struct shmfs_log_rec *h, const void *payload);
 	void *on_apply_ctx;
+	/* told of every record replay rejects (checksum fine, contents not),
+	 * with the reason; for fsck and dump */
+	void (*on_reject)(void *ctx, const struct shmfs_log_entry *e, const char *why);
+	void *on_reject_ctx;
 };
 
 /* Write a fresh filesystem onto a region: control page, empty host table
