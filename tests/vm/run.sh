@@ -1,0 +1,378 @@
+#!/bin/bash
+# tests/vm/run.sh [-b BIN_DIR] [-k] [SCENARIO...]
+#
+# Two-VM tests of shmfs on memory that really is shared between machines:
+# each QEMU guest (TCG) gets an emulated NVDIMM, formatted once as devdax so
+# that it appears as /dev/dax0.0, and an ivshmem-plain device, both backed
+# by the same files in /dev/shm (share=on).  See docs/vm-tests.md and
+# /work/shared/design/vm-testing.md for why every QEMU flag is what it is.
+#
+# For each scenario (tests/vm/scenarios/NAME.sh; all of them by default) it
+# makes fresh backing files, boots the scenario's guests concurrently, runs
+# the scenario's host_check on the backing files once they have exited, and
+# checks that every expected RESULT line came out and said PASS.
+#
+#   -b DIR, SHMFS_VM_BIN   the project's binaries (default <repo>/build/bin)
+#   -k, SHMFS_VM_KEEP=1    keep the work directory (logs) even on success
+#   SHMFS_VM_CACHE         kernel and devdax-header cache (/var/tmp/shmfs-vm)
+#   SHMFS_VM_REFORMAT=1    do the devdax format boot even if a header is cached
+#   SHMFS_VM_TIMEOUT       seconds before QEMU is killed, per boot (120)
+#   SHMFS_VM_WAIT          seconds before a guest's watchdog gives up (90)
+#   SHMFS_VM_NO_SETUP=1    do not run setup.sh (packages and kernel are there)
+#   SHMFS_VM_KERNEL_DIR    an unpacked kernel package to use (implies NO_SETUP)
+#
+# Exit status: 0 all passed; 1 a FAIL, a missing RESULT, or a QEMU failure;
+# 2 usage; 77 cannot run here (not root and setup.sh could not install).
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+BIN=${SHMFS_VM_BIN:-$REPO/build/bin}
+KEEP=${SHMFS_VM_KEEP:-0}
+CACHE=${SHMFS_VM_CACHE:-/var/tmp/shmfs-vm}
+BOOT_TIMEOUT=${SHMFS_VM_TIMEOUT:-120}
+GUEST_WAIT=${SHMFS_VM_WAIT:-90}
+NVSIZE=256M # the NVDIMM; /dev/dax0.0 is this less the 2 MiB devdax header
+IVSIZE=16M  # the ivshmem BAR (QEMU wants a power of two)
+
+usage() { sed -n '2,/^$/s/^# \{0,1\}//p' "$0" >&2; exit 2; }
+while getopts "b:kh" o; do
+	case $o in
+	b) BIN=$OPTARG ;;
+	k) KEEP=1 ;;
+	*) usage ;;
+	esac
+done
+shift $((OPTIND - 1))
+if [ $# -gt 0 ]; then
+	SCENARIOS=("$@")
+else
+	SCENARIOS=()
+	for f in "$HERE"/scenarios/*.sh; do SCENARIOS+=("$(basename "$f" .sh)"); done
+fi
+for s in "${SCENARIOS[@]}"; do
+	[ -f "$HERE/scenarios/$s.sh" ] || { echo "run.sh: no scenario $HERE/scenarios/$s.sh" >&2; exit 2; }
+done
+[ "$BOOT_TIMEOUT" -gt "$GUEST_WAIT" ] || { echo "run.sh: SHMFS_VM_TIMEOUT must exceed SHMFS_VM_WAIT" >&2; exit 2; }
+
+T0=$EPOCHREALTIME
+elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
+say() { echo "$*"; }
+
+# ---- setup: packages, kernel, binaries ---------------------------------
+T=$EPOCHREALTIME
+SETUP_HOW="SHMFS_VM_KERNEL_DIR"
+if [ -n "${SHMFS_VM_KERNEL_DIR:-}" ]; then
+	KDIR=$SHMFS_VM_KERNEL_DIR
+elif [ "${SHMFS_VM_NO_SETUP:-0}" = 1 ]; then
+	SETUP_HOW="no setup (SHMFS_VM_NO_SETUP=1)"
+	KDIR=""
+	for k in "$CACHE"/linux-image-*; do [ -d "$k" ] && KDIR=$k; done
+	[ -n "$KDIR" ] || { echo "run.sh: no kernel in $CACHE; run tests/vm/setup.sh" >&2; exit 1; }
+else
+	setup_out=$(SHMFS_VM_CACHE=$CACHE bash "$HERE/setup.sh" 2>&1)
+	rc=$?
+	SETUP_HOW="tests/vm/setup.sh"
+	KDIR=$(sed -n 's/^KERNEL_DIR=//p' <<<"$setup_out")
+	if [ $rc != 0 ] || [ -z "$KDIR" ]; then
+		sed 's/^/  | /' <<<"$setup_out" >&2
+		if [ "$(id -u)" != 0 ]; then
+			echo "run.sh: SKIP: tests/vm/setup.sh failed and this is not root" >&2
+			exit 77
+		fi
+		echo "run.sh: tests/vm/setup.sh failed" >&2
+		exit 1
+	fi
+fi
+VMLINUZ="" KVER=""
+for f in "$KDIR"/boot/vmlinuz-*; do [ -f "$f" ] && VMLINUZ=$f; done
+for f in "$KDIR"/lib/modules/*; do [ -d "$f" ] && KVER=${f##*/}; done
+if [ ! -f "$VMLINUZ" ] || [ -z "$KVER" ]; then echo "run.sh: no kernel in $KDIR" >&2; exit 1; fi
+BIN=$(cd "$BIN" 2>/dev/null && pwd) || { echo "run.sh: no bin directory ${BIN}" >&2; exit 1; }
+for b in mkfs.shmfs shmfs-dump; do
+	[ -x "$BIN/$b" ] || { echo "run.sh: $BIN/$b missing; build first (tools/build.sh)" >&2; exit 1; }
+done
+command -v qemu-system-x86_64 >/dev/null || { echo "run.sh: qemu-system-x86_64 missing (tests/vm/setup.sh)" >&2; exit 1; }
+
+# ---- work directory, and cleanup whatever happens ------------------------
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/shmfs-vm-run.XXXXXX")
+SHM_FILES=()
+BOOT_PIDS=()
+FAILED=0
+cleanup() {
+	local p q
+	trap - EXIT INT TERM
+	for p in "${BOOT_PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	# timeout passes the TERM on to QEMU; make sure, by QEMU's own pid
+	# file, and only if that pid is still one of our QEMUs.
+	for q in "$WORK"/*/*.pid; do
+		[ -f "$q" ] || continue
+		p=$(cat "$q" 2>/dev/null)
+		[ -n "$p" ] && tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF -- "-pidfile $q" &&
+			kill -9 "$p" 2>/dev/null
+	done
+	for p in "${BOOT_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	rm -f "${SHM_FILES[@]}"
+	if [ "$KEEP" = 1 ] || [ "$FAILED" != 0 ]; then
+		echo "logs kept in $WORK"
+	else
+		rm -rf "$WORK"
+	fi
+}
+trap cleanup EXIT
+trap 'echo "run.sh: interrupted" >&2; FAILED=1; exit 130' INT
+trap 'echo "run.sh: terminated" >&2; FAILED=1; exit 143' TERM
+
+new_shm() { # VAR KIND SIZE: VAR=a fresh sparse file of SIZE in /dev/shm
+	local f
+	f=$(mktemp "/dev/shm/shmfs-vm-$2.XXXXXXXX") || return 1
+	SHM_FILES+=("$f") # not in $(...): the cleanup must see it
+	printf -v "$1" '%s' "$f"
+	truncate -s "$3" "$f"
+}
+
+# boot DIR NAME NVIMG IVIMG KERNEL_ARGS: one guest, in the foreground.
+# Serial console to DIR/NAME.log, QEMU's own output to DIR/NAME.qemu,
+# exit status to DIR/NAME.rc.  -smp 1,maxcpus=2: TCG then emulates locked
+# instructions atomically against the other QEMU process (with plain
+# -smp 1 it does not).  share=on: both guests see one memory.
+boot() {
+	local d=$1 n=$2 nv=$3 iv=$4 args=$5 rc
+	timeout -k 5 "$BOOT_TIMEOUT" qemu-system-x86_64 -accel tcg -machine pc,nvdimm=on \
+		-smp 1,maxcpus=2 -m 512M,slots=2,maxmem=4G \
+		-display none -vga none -net none -monitor none -no-reboot \
+		-serial "file:$d/$n.log" -pidfile "$d/$n.pid" \
+		-kernel "$VMLINUZ" -initrd "$WORK/initramfs.cpio.gz" \
+		-append "console=ttyS0 quiet panic=-1 $args" \
+		-object "memory-backend-file,id=nv0,share=on,mem-path=$nv,size=$NVSIZE" \
+		-device nvdimm,id=nvdimm0,memdev=nv0 \
+		-object "memory-backend-file,id=ivs,share=on,mem-path=$iv,size=$IVSIZE" \
+		-device ivshmem-plain,memdev=ivs \
+		</dev/null >"$d/$n.qemu" 2>&1
+	rc=$?
+	echo $rc >"$d/$n.rc"
+	return $rc
+}
+
+qemu_status() { # DIR NAME -> "" when fine, else why not
+	local rc
+	rc=$(cat "$1/$2.rc" 2>/dev/null || echo none)
+	case $rc in
+	0) ;;
+	124 | 137) echo "QEMU killed after ${BOOT_TIMEOUT}s (timeout)" ;;
+	*) echo "QEMU exited with $rc: $(tail -n 1 "$1/$2.qemu" 2>/dev/null)" ;;
+	esac
+}
+
+show_tail() { # FILE TITLE
+	[ -s "$1" ] || return 0
+	echo "   --- $2 (last 40 lines of $1) ---"
+	tail -n 40 "$1" | tr -d '\r' | sed 's/^/   | /'
+}
+
+say "== shmfs VM tests: kernel $KVER, binaries $BIN, TCG, work dir $WORK"
+say "-- setup: $SETUP_HOW, kernel in $KDIR ($(elapsed "$T") s)"
+# Backing files of runs that were killed outright (SIGKILL skips the trap).
+# No run lives longer than a few boot timeouts, so two hours is stale.
+find /dev/shm -maxdepth 1 -name 'shmfs-vm-*' -mmin +120 -delete 2>/dev/null
+
+# ---- the guests' initramfs -------------------------------------------------
+T=$EPOCHREALTIME
+if ! bash "$HERE/build-initramfs.sh" "$KDIR" "$BIN" "$WORK/initramfs.cpio.gz" 2>"$WORK/initramfs.log"; then
+	FAILED=1
+	echo "FAIL: building the initramfs"
+	sed 's/^/   | /' "$WORK/initramfs.log"
+	exit 1
+fi
+say "-- initramfs built ($(du -h "$WORK/initramfs.cpio.gz" | cut -f1), $(elapsed "$T") s)"
+
+# ---- the devdax header -------------------------------------------------
+# A labelless NVDIMM comes up as a raw namespace; one boot runs ndctl
+# create-namespace --mode=devdax --map=mem on it.  The result is an info
+# block at 4 KiB in the backing file and nothing else, so its first 8 KiB
+# are saved and stamped into every fresh backing file: each guest then finds
+# /dev/dax0.0 at boot.  (Never let two guests format at once.)
+info_block_ok() { [ "$(dd if="$1" bs=1 skip=4096 count=15 status=none)" = NVDIMM_DAX_INFO ]; }
+le() { # FILE OFFSET BYTES: a little-endian unsigned number
+	od -An -t u"$3" -j "$2" -N "$3" --endian=little "$1" | tr -d ' '
+}
+HDR=$CACHE/devdax-hdr-$NVSIZE-$KVER-ndctl$(ndctl --version 2>/dev/null || echo x).bin
+T=$EPOCHREALTIME
+if [ "${SHMFS_VM_REFORMAT:-0}" != 1 ] && [ -s "$HDR" ] && info_block_ok "$HDR"; then
+	say "-- devdax header: cached $HDR"
+else
+	mkdir -p "$WORK/format"
+	if ! new_shm nv nvdimm $NVSIZE || ! new_shm iv ivshmem $IVSIZE; then FAILED=1; exit 1; fi
+	boot "$WORK/format" g1 "$nv" "$iv" "shmfs.fmt=1 shmfs.wait=$GUEST_WAIT" &
+	BOOT_PIDS+=($!)
+	wait $!
+	BOOT_PIDS=()
+	why=$(qemu_status "$WORK/format" g1)
+	if [ -n "$why" ] || ! tr -d '\r' <"$WORK/format/g1.log" | grep -q '^RESULT format PASS' || ! info_block_ok "$nv"; then
+		FAILED=1
+		echo "FAIL: devdax format boot: ${why:-no RESULT format PASS or no NVDIMM_DAX_INFO at 4 KiB}"
+		show_tail "$WORK/format/g1.log" "format guest"
+		show_tail "$WORK/format/g1.qemu" "QEMU"
+		exit 1
+	fi
+	mkdir -p "$CACHE"
+	dd if="$nv" of="$HDR.$$" bs=4096 count=2 status=none && mv "$HDR.$$" "$HDR"
+	rm -f "$nv" "$iv"
+	say "-- devdax header: format boot ($(elapsed "$T") s), saved as $HDR"
+fi
+# Where /dev/dax0.0 starts in the backing file, from the info block
+# (struct nd_pfn_sb: dataoff at 56, start_pad at 76): data begins at
+# namespace start + start_pad + dataoff.  Scenarios compare it with what
+# the guest's sysfs says.
+HDR_DATAOFF=$(le "$HDR" $((4096 + 56)) 8)
+HDR_START_PAD=$(le "$HDR" $((4096 + 76)) 4)
+DAX_FILE_OFFSET=$((HDR_DATAOFF + HDR_START_PAD))
+if [ "$DAX_FILE_OFFSET" -le 0 ] || [ $((DAX_FILE_OFFSET % 4096)) != 0 ] || [ "$DAX_FILE_OFFSET" -ge $((256 << 20)) ]; then
+	FAILED=1
+	echo "FAIL: devdax info block in $HDR gives data offset $DAX_FILE_OFFSET; rerun with SHMFS_VM_REFORMAT=1"
+	exit 1
+fi
+say "-- devdax info block: dataoff=$HDR_DATAOFF start_pad=$HDR_START_PAD -> /dev/dax0.0 at backing-file offset $DAX_FILE_OFFSET"
+
+# ---- scenarios -------------------------------------------------------------
+NPASS=0 NFAIL=0
+declare -a SUMMARY=()
+
+# Scenario metadata, read in a subshell so scenarios cannot disturb us.
+scenario_meta() { # NAME -> has_host|GUESTS|EXPECT_1|EXPECT_2|EXPECT_HOST
+	(
+		GUESTS=2 EXPECT_1="" EXPECT_2="" EXPECT_HOST=""
+		# shellcheck disable=SC1090
+		. "$HERE/scenarios/$1.sh" >/dev/null 2>&1
+		h=0
+		declare -F host_check >/dev/null && h=1
+		declare -F host_prepare >/dev/null && h=1
+		echo "$h|$GUESTS|$EXPECT_1|$EXPECT_2|$EXPECT_HOST" | tr '\n\t' '  '
+		echo
+	)
+}
+
+# host_side NAME DIR NVIMG IVIMG FUNCTION: run the scenario's host_prepare
+# (before the guests boot) or host_check (after they are gone), if it has
+# one, in a subshell, with the scenario's values and the host's binaries.
+host_side() {
+	local name=$1 d=$2
+	(
+		export NVIMG=$3 IVIMG=$4 BIN DAX_FILE_OFFSET NONCE UUID_A UUID_B UUID_C UUID_D LABEL
+		export LOG_1=$d/g1.log LOG_2=$d/g2.log NVSIZE IVSIZE
+		# shellcheck disable=SC2317 # used by the scenario's functions
+		ginfo() { tr -d '\r' <"$d/g$1.log" 2>/dev/null | sed -n "s/^INFO $2=//p" | tail -n 1; }
+		cd "$d" || exit 1
+		. "$HERE/lib.sh"
+		# shellcheck disable=SC1090
+		. "$HERE/scenarios/$name.sh"
+		if declare -F "$5" >/dev/null; then "$5"; fi
+	)
+}
+
+run_scenario() {
+	local name=$1 d=$WORK/$1 meta guests e1 e2 eh hashost nv iv i args t
+	local -a pids=() problems=()
+	t=$EPOCHREALTIME
+	mkdir -p "$d"
+	meta=$(scenario_meta "$name")
+	IFS='|' read -r hashost guests e1 e2 eh <<<"$meta"
+
+	if ! new_shm nv nvdimm $NVSIZE || ! new_shm iv ivshmem $IVSIZE; then
+		FAILED=1
+		echo "FAIL: cannot create backing files in /dev/shm"
+		exit 1
+	fi
+	dd if="$HDR" of="$nv" conv=notrunc status=none
+	# Per-scenario values, the same for the guests and the host check.
+	local NONCE UUID_A UUID_B UUID_C UUID_D LABEL
+	NONCE=$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
+	UUID_A=$(cat /proc/sys/kernel/random/uuid) UUID_B=$(cat /proc/sys/kernel/random/uuid)
+	UUID_C=$(cat /proc/sys/kernel/random/uuid) UUID_D=$(cat /proc/sys/kernel/random/uuid)
+	LABEL=vm-$NONCE
+	args="shmfs.scenario=$name shmfs.wait=$GUEST_WAIT"
+	for v in NONCE UUID_A UUID_B UUID_C UUID_D LABEL; do args+=" shmfs.v.$v=${!v}"; done
+	[ "$hashost" = 1 ] && host_side "$name" "$d" "$nv" "$iv" host_prepare >"$d/host.log" 2>&1
+
+	for ((i = 1; i <= guests; i++)); do
+		boot "$d" "g$i" "$nv" "$iv" "$args shmfs.role=$i" &
+		pids+=($!)
+		BOOT_PIDS+=($!)
+	done
+	for p in "${pids[@]}"; do wait "$p"; done
+	BOOT_PIDS=() # all exited: never signal those pids again
+	local boot_s
+	boot_s=$(elapsed "$t")
+
+	# Host side: the scenario's host_check, on the files the guests used.
+	[ "$hashost" = 1 ] && host_side "$name" "$d" "$nv" "$iv" host_check >>"$d/host.log" 2>&1
+	rm -f "$nv" "$iv"
+
+	# Verdict: every expected RESULT present, none FAIL, QEMU exited 0.
+	local src log exp who n st detail verdict lines
+	for src in $(seq 1 "$guests") host; do
+		case $src in
+		host)
+			[ "$hashost" = 1 ] || [ -n "${eh// /}" ] || continue
+			log=$d/host.log exp=$eh who=host
+			;;
+		1) log=$d/g1.log exp=$e1 who=g1 ;;
+		*) log=$d/g$src.log exp=$e2 who=g$src ;;
+		esac
+		lines=$(tr -d '\r' <"$log" 2>/dev/null | grep '^RESULT ')
+		while read -r _ n st detail; do
+			[ -n "$n" ] || continue
+			if [ "$st" = PASS ]; then
+				NPASS=$((NPASS + 1))
+				printf '   %-4s PASS  %-26s %s\n' "$who" "$n" "$detail"
+			else
+				NFAIL=$((NFAIL + 1))
+				printf '   %-4s FAIL  %-26s %s\n' "$who" "$n" "$detail"
+				problems+=("$who: $n failed")
+			fi
+		done <<<"$lines"
+		for n in $exp; do
+			if ! grep -q "^RESULT $n " <<<"$lines"; then
+				NFAIL=$((NFAIL + 1))
+				printf '   %-4s MISS  %-26s %s\n' "$who" "$n" "(expected, never reported)"
+				problems+=("$who: $n missing")
+			fi
+		done
+		if [ "$src" != host ]; then
+			verdict=$(qemu_status "$d" "g$src")
+			if [ -n "$verdict" ]; then
+				NFAIL=$((NFAIL + 1))
+				printf '   %-4s FAIL  %-26s %s\n' "$who" qemu "$verdict"
+				problems+=("$who: $verdict")
+			fi
+		fi
+	done
+
+	if [ ${#problems[@]} = 0 ]; then
+		say "-- scenario $name: ok ($guests guest(s), boots ${boot_s} s, total $(elapsed "$t") s)"
+		SUMMARY+=("ok    $name")
+	else
+		FAILED=1
+		local plist
+		plist=$(printf '%s; ' "${problems[@]}")
+		plist=${plist%; }
+		say "-- scenario $name: FAILED ($guests guest(s), $(elapsed "$t") s): $plist"
+		SUMMARY+=("FAIL  $name: $plist")
+		for ((i = 1; i <= guests; i++)); do
+			if grep -q "^g$i:" <<<"$(printf '%s\n' "${problems[@]}")"; then
+				show_tail "$d/g$i.log" "guest $i serial console"
+				[ -n "$(qemu_status "$d" "g$i")" ] && show_tail "$d/g$i.qemu" "guest $i QEMU output"
+			fi
+		done
+		grep -q "^host:" <<<"$(printf '%s\n' "${problems[@]}")" && show_tail "$d/host.log" "host check"
+	fi
+}
+
+for s in "${SCENARIOS[@]}"; do
+	say "-- scenario $s"
+	run_scenario "$s"
+done
+
+say "== summary (wall $(elapsed "$T0") s)"
+for l in "${SUMMARY[@]}"; do say "   $l"; done
+say "vm: $NPASS passed, $NFAIL failed"
+[ "$FAILED" = 0 ] && [ "$NFAIL" = 0 ]
