@@ -572,6 +572,18 @@ static int check_signatures(const struct mkfs_args *a, const struct plan *pl)
 			}
 		}
 	}
+	/* A window (,offset=) inside a larger shmfs that starts before it. */
+	if (!what[0] && pl->offset && pl->probe_fd >= 0) {
+		struct shmfs_super outer;
+		if (pread(pl->probe_fd, &outer, sizeof(outer), 0) == (ssize_t)sizeof(outer) &&
+		    outer.sb_magic == SHMFS_SB_MAGIC &&
+		    shmfs_super_check(&outer, UINT64_MAX, err, sizeof(err)) == 0 &&
+		    outer.sb_region_size > pl->offset) {
+			shmfs_uuid_format(outer.sb_uuid, uuid);
+			snprintf(what, sizeof(what),
+				 "part of the shmfs filesystem that starts at offset 0 (UUID %s)", uuid);
+		}
+	}
 	if (!what[0]) {
 		for (size_t i = 0; i < SHMFS_ARRAY_SIZE(magic_sigs) && !found; i++)
 			if (probe_is(pl, magic_sigs[i].off, magic_sigs[i].magic, magic_sigs[i].len))

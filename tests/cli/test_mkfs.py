@@ -336,6 +336,16 @@ def test_region_offset(tools, region):
     one_error_line(tools.mkfs(f"{region},offset=2M"), "shmfs", "-f")
 
 
+def test_refuses_window_inside_a_larger_filesystem(tools, formatted):
+    """A region spec with an offset inside an existing shmfs overwrites it."""
+    before = file_hash(formatted)
+    p = tools.mkfs(f"{formatted},offset=4M,length=16M")
+    one_error_line(p, "shmfs filesystem that starts at offset 0", UUID, "-f")
+    assert p.returncode == 1
+    assert file_hash(formatted) == before
+    assert tools.mkfs("-f", f"{formatted},offset=4M,length=16M").returncode == 0
+
+
 def test_alloc_unit_2m(tools, region):
     make_file(region, 64 * MiB)
     p = tools.mkfs("--alloc-unit", "2M", region)
