@@ -875,9 +875,13 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 	}
 	pthread_mutex_lock(&s->lock);
 	if (off == 0 || !s->e) {
+		uint64_t seq;
 		rcu_read_lock();
-		struct shmfs_inode *dp = shmfs_ns_iget(D.fs->ns, ino);
-		err = !dp ? ENOENT : dp->type != S_IFDIR ? ENOTDIR : -snap_take(s, dp);
+		do { /* a listing shows whole records: a rename is never half-listed */
+			seq = shmfs_ns_read_begin(D.fs->ns);
+			struct shmfs_inode *dp = shmfs_ns_iget(D.fs->ns, ino);
+			err = !dp ? ENOENT : dp->type != S_IFDIR ? ENOTDIR : -snap_take(s, dp);
+		} while (!err && shmfs_ns_read_retry(D.fs->ns, seq));
 		rcu_read_unlock();
 		if (err)
 			goto out;

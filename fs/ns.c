@@ -975,6 +975,10 @@ int shmfs_ns_apply(struct shmfs_ns *ns, const struct shmfs_log_rec *h, const voi
 		rcu_read_unlock();
 		REJECT(-ENOENT, "%s before the root directory exists", "record");
 	}
+	if (!dry_run) {
+		__atomic_fetch_add(&ns->wseq, 1, __ATOMIC_RELAXED);
+		__atomic_thread_fence(__ATOMIC_RELEASE);
+	}
 	switch (h->lr_type) {
 	case SHMFS_LR_NOOP: rc = 0; break;
 	case SHMFS_LR_CREATE: rc = apply_create(ns, h, payload, dry_run, why, whylen); break;
@@ -992,6 +996,8 @@ int shmfs_ns_apply(struct shmfs_ns *ns, const struct shmfs_log_rec *h, const voi
 		shmfs_errf(why, whylen, "unknown record type %u", h->lr_type);
 		rc = -EUCLEAN;
 	}
+	if (!dry_run)
+		__atomic_fetch_add(&ns->wseq, 1, __ATOMIC_RELEASE);
 	rcu_read_unlock();
 	return rc;
 }

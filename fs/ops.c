@@ -77,14 +77,17 @@ static void fill_stat(const struct shmfs_inode *ip, struct stat *st)
 
 int shmfs_op_getattr(struct shmfs_fs *fs, uint64_t ino, struct stat *st)
 {
-	int rc = -ENOENT;
+	uint64_t s;
+	int rc;
 
 	rcu_read_lock();
-	struct shmfs_inode *ip = shmfs_ns_iget(fs->ns, ino);
-	if (ip) {
-		fill_stat(ip, st);
-		rc = 0;
-	}
+	do {
+		s = shmfs_ns_read_begin(fs->ns);
+		struct shmfs_inode *ip = shmfs_ns_iget(fs->ns, ino);
+		rc = ip ? 0 : -ENOENT;
+		if (ip)
+			fill_stat(ip, st);
+	} while (shmfs_ns_read_retry(fs->ns, s));
 	rcu_read_unlock();
 	return rc;
 }
@@ -102,24 +105,24 @@ static int check_name(const char *name)
 
 int shmfs_op_lookup(struct shmfs_fs *fs, uint64_t dir, const char *name, struct stat *st)
 {
+	struct shmfs_inode *ip;
+	uint64_t s;
 	int rc = check_name(name);
 
 	if (rc)
 		return rc;
 	rcu_read_lock();
-	struct shmfs_inode *dp = shmfs_ns_iget(fs->ns, dir);
-	struct shmfs_dentry *d = dp ? shmfs_ns_lookup(fs->ns, dir, name, strlen(name)) : NULL;
-	struct shmfs_inode *ip = d ? shmfs_ns_iget(fs->ns, d->ino) : NULL;
-	if (!dp)
-		rc = -ENOENT;
-	else if (dp->type != S_IFDIR)
-		rc = -ENOTDIR;
-	else if (!ip)
-		rc = -ENOENT;
-	else {
-		fill_stat(ip, st);
+	do {
+		s = shmfs_ns_read_begin(fs->ns);
+		struct shmfs_inode *dp = shmfs_ns_iget(fs->ns, dir);
+		struct shmfs_dentry *d = dp ? shmfs_ns_lookup(fs->ns, dir, name, strlen(name)) : NULL;
+		ip = d ? shmfs_ns_iget(fs->ns, d->ino) : NULL;
+		rc = !dp ? -ENOENT : dp->type != S_IFDIR ? -ENOTDIR : !ip ? -ENOENT : 0;
+		if (!rc)
+			fill_stat(ip, st);
+	} while (shmfs_ns_read_retry(fs->ns, s));
+	if (!rc)
 		__atomic_fetch_add(&ip->nlookup, 1, __ATOMIC_RELAXED);
-	}
 	rcu_read_unlock();
 	return rc;
 }

@@ -121,6 +121,7 @@ struct shmfs_ns {
 	uint64_t ninodes;
 	bool exclusive;                 /* no readers yet (mount-time replay):
 	                                 * change in place, free at once */
+	uint64_t wseq;                  /* odd while a record is being applied */
 	uint64_t cur_seq;               /* record being applied */
 	uint16_t cur_host;              /* its writer's slot */
 	struct shmfs_pending *pending;  /* under the writer's lock */
@@ -142,6 +143,27 @@ void shmfs_ns_free(struct shmfs_ns *ns);
  */
 int shmfs_ns_apply(struct shmfs_ns *ns, const struct shmfs_log_rec *h, const void *payload,
 		   bool dry_run, char *why, size_t whylen);
+
+/*
+ * A record changes several objects (a rename: two entries, two directories,
+ * an inode).  Readers that must see all of a record or none of it copy what
+ * they need between these two calls and retry if a record was applied
+ * meanwhile (a sequence lock: readers never block the replayer).
+ */
+static inline uint64_t shmfs_ns_read_begin(const struct shmfs_ns *ns)
+{
+	uint64_t s;
+
+	while ((s = __atomic_load_n(&ns->wseq, __ATOMIC_ACQUIRE)) & 1)
+		caa_cpu_relax();
+	return s;
+}
+
+static inline bool shmfs_ns_read_retry(const struct shmfs_ns *ns, uint64_t s)
+{
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	return __atomic_load_n(&ns->wseq, __ATOMIC_RELAXED) != s;
+}
 
 /* Lookups: call under rcu_read_lock(); results valid until unlock.
  * shmfs_ns_iget also finds inodes that are gone but still open here. */
