@@ -193,23 +193,32 @@ void shmfs_host_leave(struct shmfs_fs *fs)
 	fs->token = 0;
 }
 
+bool shmfs_host_live_locked(struct shmfs_fs *fs, uint32_t i)
+{
+	struct shmfs_host *h = slot(fs, i);
+	struct shmfs_watch *w = &fs->watch[i];
+	uint64_t tok = load(&h->hs_token), beat = load(&h->hs_heartbeat), now = shmfs_mono_ns();
+	uint32_t state = __atomic_load_n(&h->hs_state, __ATOMIC_ACQUIRE);
+
+	if ((int)i == fs->slot)
+		return true;
+	if (!tok || state == SHMFS_HOST_FREE)
+		return false;
+	if (w->token != tok || w->beat != beat) {
+		*w = (struct shmfs_watch){ tok, beat, now };
+		return true;
+	}
+	return now - w->since < fs->lease_ns; /* silent for a lease: dead */
+}
+
 uint64_t shmfs_hosts_safe_seq(struct shmfs_fs *fs)
 {
-	uint64_t safe = fs->seq, now = shmfs_mono_ns();
+	uint64_t safe = fs->seq;
 
 	for (uint32_t i = 0; i < fs->sb.sb_max_hosts; i++) {
-		struct shmfs_host *h = slot(fs, i);
-		struct shmfs_watch *w = &fs->watch[i];
-		uint64_t tok = load(&h->hs_token), beat = load(&h->hs_heartbeat);
-		uint32_t state = __atomic_load_n(&h->hs_state, __ATOMIC_ACQUIRE);
-
-		if ((int)i == fs->slot || !tok || state == SHMFS_HOST_FREE)
+		if ((int)i == fs->slot || !shmfs_host_live_locked(fs, i))
 			continue;
-		if (w->token != tok || w->beat != beat) {
-			*w = (struct shmfs_watch){ tok, beat, now };
-		} else if (now - w->since >= fs->lease_ns) {
-			continue; /* silent for a lease: dead, its pins are void */
-		}
+		struct shmfs_host *h = slot(fs, i);
 		uint64_t applied = load(&h->hs_applied_seq), pin = load(&h->hs_pin_seq);
 		uint64_t s = applied + 1;
 		if (pin && pin < s)

@@ -291,8 +291,9 @@ static void reap_orphans(bool at_mount)
 		bool mine = owner == self;
 		bool dead = owner > D.fs->sb.sb_max_hosts;
 		if (!mine && !dead) {
-			struct shmfs_host *h = shmfs_host_slot(D.fs->region->base, &D.fs->sb, owner - 1);
-			dead = __atomic_load_n(&h->hs_state, __ATOMIC_ACQUIRE) == SHMFS_HOST_FREE;
+			pthread_mutex_lock(&D.fs->replay_lock);
+			dead = !shmfs_host_live_locked(D.fs, owner - 1);
+			pthread_mutex_unlock(&D.fs->replay_lock);
 		}
 		if ((mine && (at_mount || __atomic_load_n(&ip->nopen, __ATOMIC_ACQUIRE) == 0)) || dead)
 			inos[n++] = ip->ino;
@@ -337,7 +338,7 @@ static void *follower_main(void *arg)
 			set_readahead();
 		if (n % 100 == 0)
 			shmfs_fs_reap(D.fs);
-		if (++n % 2000 == 0 && !D.readonly)
+		if (++n % 200 == 0 && !D.readonly)
 			reap_orphans(false);
 		nanosleep(&tick, NULL);
 	}

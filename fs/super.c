@@ -133,7 +133,10 @@ int shmfs_super_layout(uint64_t region_size, uint64_t map_align,
 	} while (!sb->sb_log_seed);
 	sb->sb_mkfs_time = shmfs_now_ns();
 	sb->sb_lease_ms = p->lease_ms ? p->lease_ms : SHMFS_DEFAULT_LEASE_MS;
-	sb->sb_heartbeat_ms = p->heartbeat_ms ? p->heartbeat_ms : SHMFS_DEFAULT_HEARTBEAT_MS;
+	sb->sb_heartbeat_ms = p->heartbeat_ms ? p->heartbeat_ms
+					      : SHMFS_MIN(SHMFS_DEFAULT_HEARTBEAT_MS, sb->sb_lease_ms / 4);
+	if (!sb->sb_heartbeat_ms)
+		sb->sb_heartbeat_ms = 1;
 	if (sb->sb_heartbeat_ms * 2 > sb->sb_lease_ms) {
 		shmfs_errf(err, errlen, "lease %u ms must be at least twice the heartbeat %u ms",
 			   sb->sb_lease_ms, sb->sb_heartbeat_ms);

@@ -177,7 +177,7 @@ static int parse_args(int argc, char **argv, struct mkfs_args *a)
 		{ "version",    no_argument,       NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	uint32_t lease_min = 2 * SHMFS_DEFAULT_HEARTBEAT_MS;
+	uint32_t lease_min = 100; /* the heartbeat follows: at most a quarter of it */
 	char err[512];
 	int c;
 

@@ -25,6 +25,11 @@ int shmfs_host_join(struct shmfs_fs *fs, const char *name, uint32_t state, char 
 void shmfs_host_leave(struct shmfs_fs *fs);
 void shmfs_host_beat(struct shmfs_fs *fs);
 
+/* Is the host in slot i alive, as far as this host has watched it?  A slot
+ * is dead when free, or when its heartbeat stood still for a lease of our
+ * own watching.  Caller holds fs->replay_lock (it updates fs->watch). */
+bool shmfs_host_live_locked(struct shmfs_fs *fs, uint32_t i);
+
 /* The first log sequence number whose freed space some live host may still
  * reach: space freed by records below it may be reused.  Hosts whose
  * heartbeat stood still for a lease do not count (their lease ended). */
