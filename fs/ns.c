@@ -844,6 +844,9 @@ static int apply_extent(struct shmfs_ns *ns, const struct shmfs_log_rec *h, cons
 		}
 		shmfs_alloc_mark(&ns->alloc, x.ex_doff / ns->unit, x.ex_len / ns->unit, true);
 		shmfs_alloc_pend(&ns->alloc, x.ex_doff / ns->unit, x.ex_len / ns->unit, false);
+		if ((h->lr_flags & SHMFS_EXT_F_AHEAD) &&
+		    (!ip->ahead_from || x.ex_foff < ip->ahead_from))
+			ip->ahead_from = x.ex_foff ? x.ex_foff : 1;
 		a->blocks_bytes += x.ex_len;
 		if (h->lr_flags & SHMFS_EXT_F_SIZE) {
 			a->size = x.ex_size;
@@ -856,6 +859,11 @@ static int apply_extent(struct shmfs_ns *ns, const struct shmfs_log_rec *h, cons
 		}
 		a->blocks_bytes -= freed;
 		a->mtime = ns_time(h->lr_time);
+		/* Unmapping from the reservation onward gives it back. */
+		if (ip->ahead_from && x.ex_foff <= ip->ahead_from &&
+		    (!ip->ext || ip->ext->n == 0 ||
+		     ip->ext->e[ip->ext->n - 1].foff + ip->ext->e[ip->ext->n - 1].len <= x.ex_foff))
+			ip->ahead_from = 0;
 	}
 	a->ctime = ns_time(h->lr_time);
 	attr_swap(ns, ip, a);

@@ -511,7 +511,8 @@ static bool backed(const struct shmfs_extmap *m, uint64_t off, uint64_t end)
  * Under the lock: give the file data for every unit of [from, to) it lacks
  * (unit-aligned).  New units are cleared before they are published.
  */
-static int allocate_locked(struct shmfs_fs *fs, uint64_t ino, uint64_t from, uint64_t to)
+static int allocate_locked(struct shmfs_fs *fs, uint64_t ino, uint64_t from, uint64_t to,
+			   uint16_t flags)
 {
 	uint64_t unit = fs->sb.sb_alloc_unit;
 
@@ -550,7 +551,7 @@ static int allocate_locked(struct shmfs_fs *fs, uint64_t ino, uint64_t from, uin
 		rc = shmfs_region_zero(fs->region, fs->sb.sb_data_off + first * unit, got * unit);
 		if (rc)
 			return rc;
-		rc = shmfs_fs_commit(fs, SHMFS_LR_EXTENT_MAP, 0, rbuf,
+		rc = shmfs_fs_commit(fs, SHMFS_LR_EXTENT_MAP, flags, rbuf,
 				     shmfs_rec_extent(rbuf, ino, hs, first * unit, got * unit, 0));
 		if (rc)
 			return rc;
@@ -586,10 +587,11 @@ ssize_t shmfs_op_write(struct shmfs_fs *fs, uint64_t ino, uint64_t off, const vo
 		rc = shmfs_fs_lock(fs);
 		if (rc)
 			return rc;
-		rc = allocate_locked(fs, ino, from, to);
-		if (rc == -ENOSPC && to > shmfs_round_up(end, unit)) /* at least what we need */
-			rc = allocate_locked(fs, ino, from, shmfs_round_up(end, unit));
-		if (!rc && to > shmfs_round_up(end, unit)) {
+		uint64_t need = shmfs_round_up(end, unit);
+		rc = allocate_locked(fs, ino, from, need, 0);
+		if (!rc && to > need && allocate_locked(fs, ino, need, to, SHMFS_EXT_F_AHEAD))
+			to = need; /* no room ahead: fine, we have what we need */
+		if (!rc && to > need) {
 			rcu_read_lock();
 			ip = shmfs_ns_iget(fs->ns, ino);
 			if (ip && ip->prealloc_end < to)
@@ -742,7 +744,7 @@ int shmfs_op_fallocate(struct shmfs_fs *fs, uint64_t ino, int mode, uint64_t off
 			rc = shmfs_fs_commit(fs, SHMFS_LR_EXTENT_UNMAP, 0, rbuf,
 					     shmfs_rec_extent(rbuf, ino, us, 0, ue - us, 0));
 	} else if (!rc) {
-		rc = allocate_locked(fs, ino, shmfs_round_down(off, unit), shmfs_round_up(end, unit));
+		rc = allocate_locked(fs, ino, shmfs_round_down(off, unit), shmfs_round_up(end, unit), 0);
 	}
 	if (!rc && !keep && end > size) {
 		struct shmfs_lr_setattr sa = { .sa_ino = ino, .sa_valid = SHMFS_SA_SIZE |

@@ -1345,8 +1345,11 @@ static void pass_ns(void)
 				problem("ex_foff", FIX_NONE, false, loc, "extents overlap in the file at %"
 					PRIu64, e->foff);
 			last_end = e->foff + e->len;
-			if (last_end > need)
-				beyond += last_end - SHMFS_MAX(need, e->foff);
+			/* Only room a writer reserved ahead (SHMFS_EXT_F_AHEAD) and never
+			 * gave back is leaked; fallocate(KEEP_SIZE) space is wanted. */
+			uint64_t from = SHMFS_MAX(need, ip->ahead_from);
+			if (ip->ahead_from && last_end > from)
+				beyond += last_end - SHMFS_MAX(from, e->foff);
 			for (uint64_t u = e->doff / unit, end = u + e->len / unit; u < end; u++) {
 				uint64_t bit = 1ull << (u % 64);
 				if (owned[u / 64] & bit) {

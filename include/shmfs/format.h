@@ -393,7 +393,10 @@ struct shmfs_lr_setattr {
 };
 static_assert(sizeof(struct shmfs_lr_setattr) == 80, "lr_setattr");
 
-#define SHMFS_EXT_F_SIZE 0x1u  /* lr_flags: also set the file size */
+#define SHMFS_EXT_F_SIZE  0x1u /* lr_flags: also set the file size */
+#define SHMFS_EXT_F_AHEAD 0x2u /* lr_flags: room a writer reserved ahead of a
+                                * stream beyond EOF; it unmaps what it did not
+                                * use at its last close (else fsck may) */
 
 /* SHMFS_LR_EXTENT_MAP: file bytes [ex_foff, ex_foff+ex_len) now live at data
  * area bytes [ex_doff, ex_doff+ex_len).  All three are multiples of

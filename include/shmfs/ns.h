@@ -66,6 +66,9 @@ struct shmfs_inode {
 	struct cds_list_head children;  /* RCU list of dentries, cookie order */
 	uint64_t nchildren;             /* under the writer's lock */
 	uint64_t next_cookie;           /* under the writer's lock */
+	uint64_t ahead_from;            /* lowest file offset mapped with
+	                                 * SHMFS_EXT_F_AHEAD and not unmapped since
+	                                 * (0: none); under the writer's lock */
 	/* lifetime */
 	uint32_t orphan_host;           /* slot + 1 of the host that keeps this
 	                                 * nameless inode (SHMFS_LR_F_KEEP), 0 */
