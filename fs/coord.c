@@ -164,6 +164,17 @@ int shmfs_host_join(struct shmfs_fs *fs, const char *name, uint32_t state, char 
 	return -EUSERS;
 }
 
+void shmfs_host_restamp(struct shmfs_fs *fs)
+{
+	if (fs->slot < 0)
+		return;
+	struct shmfs_host *h = slot(fs, (uint32_t)fs->slot);
+	if (load(&h->hs_token) != fs->token)
+		return;
+	h->hs_pid = (uint32_t)getpid();
+	__atomic_store_n(&h->hs_ident_csum, shmfs_host_ident_csum(h), __ATOMIC_RELEASE);
+}
+
 void shmfs_host_beat(struct shmfs_fs *fs)
 {
 	if (fs->slot < 0)

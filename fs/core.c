@@ -74,8 +74,8 @@ int shmfs_fs_format(struct shmfs_region *r, const struct shmfs_mkfs_params *p,
 	return 0;
 }
 
-int shmfs_fs_open(struct shmfs_region *r, const struct shmfs_fs_opts *o,
-		  struct shmfs_fs **out, char *err, size_t errlen)
+int shmfs_fs_prepare(struct shmfs_region *r, const struct shmfs_fs_opts *o,
+		     struct shmfs_fs **out, char *err, size_t errlen)
 {
 	struct shmfs_fs *fs;
 	char other[200];
@@ -111,10 +111,7 @@ int shmfs_fs_open(struct shmfs_region *r, const struct shmfs_fs_opts *o,
 	fs->on_reject_ctx = o->on_reject_ctx;
 	fs->rbuf = malloc(SHMFS_LR_PAYLOAD_MAX);
 	fs->watch = calloc(fs->sb.sb_max_hosts, sizeof(*fs->watch));
-	/* A create record takes about 100 bytes of log. */
-	fs->ns = shmfs_ns_new(fs->sb.sb_data_size, fs->sb.sb_alloc_unit,
-			      fs->sb.sb_log_size / 1024);
-	if (!fs->rbuf || !fs->ns || !fs->watch) {
+	if (!fs->rbuf || !fs->watch) {
 		rc = -ENOMEM;
 		goto fail;
 	}
@@ -124,17 +121,51 @@ int shmfs_fs_open(struct shmfs_region *r, const struct shmfs_fs_opts *o,
 		if (rc)
 			goto fail;
 	}
-	/* Nobody can read this namespace yet: replay may change it in place. */
-	fs->ns->exclusive = true;
-	rc = shmfs_fs_replay(fs);
-	fs->ns->exclusive = false;
-	if (rc == -ENOMEM)
-		goto fail;
 	*out = fs;
 	return 0;
 fail:
 	shmfs_fs_close(fs);
 	return rc;
+}
+
+int shmfs_fs_finish(struct shmfs_fs *fs, char *err, size_t errlen)
+{
+	int rc;
+
+	/* A create record takes about 100 bytes of log. */
+	fs->ns = shmfs_ns_new(fs->sb.sb_data_size, fs->sb.sb_alloc_unit,
+			      fs->sb.sb_log_size / 1024);
+	if (!fs->ns) {
+		shmfs_errf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	fs->ns->self_host = fs->slot;
+	/* Nobody can read this namespace yet: replay may change it in place. */
+	fs->ns->exclusive = true;
+	rc = shmfs_fs_replay(fs);
+	fs->ns->exclusive = false;
+	if (rc == -ENOMEM) {
+		shmfs_errf(err, errlen, "out of memory replaying the log");
+		return rc;
+	}
+	return 0;
+}
+
+int shmfs_fs_open(struct shmfs_region *r, const struct shmfs_fs_opts *o,
+		  struct shmfs_fs **out, char *err, size_t errlen)
+{
+	struct shmfs_fs *fs = NULL;
+	int rc = shmfs_fs_prepare(r, o, &fs, err, errlen);
+
+	if (rc)
+		return rc;
+	rc = shmfs_fs_finish(fs, err, errlen);
+	if (rc) {
+		shmfs_fs_close(fs);
+		return rc;
+	}
+	*out = fs;
+	return 0;
 }
 
 void shmfs_fs_close(struct shmfs_fs *fs)
@@ -346,6 +377,8 @@ int shmfs_fs_alloc(struct shmfs_fs *fs, uint64_t want, uint64_t *first, uint64_t
 
 uint64_t shmfs_fs_reap(struct shmfs_fs *fs)
 {
+	if (!__atomic_load_n(&fs->ns->npending, __ATOMIC_RELAXED))
+		return 0;
 	pthread_mutex_lock(&fs->replay_lock);
 	uint64_t n = fs->ns->npending ? shmfs_ns_reap(fs->ns, shmfs_hosts_safe_seq(fs)) : 0;
 	pthread_mutex_unlock(&fs->replay_lock);

@@ -216,6 +216,44 @@ static void on_apply(void *ctx, const struct shmfs_log_rec *h, const void *paylo
 	}
 }
 
+/*
+ * An inode invalidation that finds no inode in the kernel can still lose a
+ * race: a lookup that read the old attributes just before replay may
+ * install them just after.  Such invalidations are sent again 5 ms and
+ * 50 ms later (follower thread only).
+ */
+#define RETRY_MAX 4096
+static struct retry {
+	uint64_t ino, due;
+	int left;
+} retries[RETRY_MAX];
+static size_t nretries;
+
+static void retry_later(uint64_t ino, uint64_t now)
+{
+	if (nretries == RETRY_MAX)
+		memmove(retries, retries + 1, --nretries * sizeof(retries[0]));
+	retries[nretries++] = (struct retry){ ino, now + 5000000, 2 };
+}
+
+static void send_retries(void)
+{
+	uint64_t now = shmfs_mono_ns();
+	size_t k = 0;
+
+	for (size_t i = 0; i < nretries; i++) {
+		struct retry r = retries[i];
+		if (r.due <= now) {
+			fuse_lowlevel_notify_inval_inode(D.se, r.ino, 0, 0);
+			if (--r.left == 0)
+				continue;
+			r.due = now + 45000000;
+		}
+		retries[k++] = r;
+	}
+	nretries = k;
+}
+
 /* Send what is queued.  Follower thread only. */
 static void send_invalidations(void)
 {
@@ -235,7 +273,8 @@ static void send_invalidations(void)
 		struct inval *v = &q[i];
 		switch (v->kind) {
 		case INV_INODE:
-			fuse_lowlevel_notify_inval_inode(D.se, v->ino, 0, 0);
+			if (fuse_lowlevel_notify_inval_inode(D.se, v->ino, 0, 0) == -ENOENT)
+				retry_later(v->ino, shmfs_mono_ns());
 			break;
 		case INV_ENTRY:
 			fuse_lowlevel_notify_inval_entry(D.se, v->parent, v->name, v->len);
@@ -303,16 +342,31 @@ static void reap_orphans(bool at_mount)
 		shmfs_op_release_orphan(D.fs, inos[i]);
 }
 
-static void set_readahead(void)
+/* Raise the mount's read-ahead to 1 MiB (the kernel's default for FUSE is
+ * 128 KiB): sequential reads and mmap faults then come in 1 MiB requests.
+ * The device number comes from mountinfo, not stat(): a stat of our own
+ * mount point would be a request to ourselves and could make an unmount
+ * that races with it fail with EBUSY. */
+static void set_readahead(const char *mountpoint)
 {
-	struct stat st;
-	char path[128];
+	char line[4096], real[PATH_MAX], path[128];
+	unsigned maj, min;
+	bool found = false;
+	FILE *f;
 
-	if (stat(D.mountpoint, &st))
+	if (!realpath(mountpoint, real) || !(f = fopen("/proc/self/mountinfo", "r")))
 		return;
-	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", major(st.st_dev),
-		 minor(st.st_dev));
-	FILE *f = fopen(path, "w");
+	while (!found && fgets(line, sizeof(line), f)) {
+		char mnt[PATH_MAX];
+		if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &maj, &min, mnt) == 3 &&
+		    !strcmp(mnt, real) && strstr(line, " - fuse.shmfs "))
+			found = true;
+	}
+	fclose(f);
+	if (!found)
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", maj, min);
+	f = fopen(path, "w");
 	if (f) {
 		fputs("1024", f);
 		fclose(f);
@@ -334,9 +388,8 @@ static void *follower_main(void *arg)
 			D.stuck_reported = true;
 		}
 		send_invalidations();
-		if (n == 50)
-			set_readahead();
-		if (n % 100 == 0)
+		send_retries();
+		if (n % 10 == 0)
 			shmfs_fs_reap(D.fs);
 		if (++n % 200 == 0 && !D.readonly)
 			reap_orphans(false);
@@ -408,7 +461,16 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int rc;
 
 	rcu_enter();
+	uint64_t seq = __atomic_load_n(&D.fs->seq, __ATOMIC_ACQUIRE);
 	rc = shmfs_op_lookup(D.fs, parent, name, &st);
+	if (!rc && __atomic_load_n(&D.fs->seq, __ATOMIC_ACQUIRE) != seq) {
+		/* a record was applied meanwhile: do not let the kernel keep
+		 * attributes that may predate it */
+		struct fuse_entry_param e = { .ino = st.st_ino, .generation = 1, .attr = st,
+					      .attr_timeout = 0, .entry_timeout = TIMEOUT };
+		fuse_reply_entry(req, &e);
+		return;
+	}
 	if (rc == -ENOENT) {
 		/* negative entry, cached like positive ones */
 		struct fuse_entry_param e = { .ino = 0, .entry_timeout = TIMEOUT };
@@ -967,13 +1029,14 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	(void)ino;
 
 	rcu_enter();
+	shmfs_fs_reap(D.fs); /* what can be reused now counts as free */
 	uint64_t log_free = D.fs->sb.sb_log_size - SHMFS_MIN(D.fs->pos, D.fs->sb.sb_log_size);
 	sv.f_bsize = (unsigned long)a->unit;
 	sv.f_frsize = (unsigned long)a->unit;
 	sv.f_blocks = a->nunits;
-	/* Freed space still pinned by some host's open file counts as free:
-	 * it is, as soon as that file is closed. */
-	sv.f_bfree = a->nfree;
+	/* Freed space that some host's open file may still read is not free
+	 * yet (as on tmpfs or ext4 for open unlinked files). */
+	sv.f_bfree = a->nfree > a->npend ? a->nfree - a->npend : 0;
 	sv.f_bavail = sv.f_bfree;
 	/* No inode table: as many more files as the log has room to create. */
 	sv.f_ffree = log_free / 96;
@@ -1239,22 +1302,32 @@ int main(int argc, char **argv)
 		if (other[0])
 			fprintf(stderr, "shmfs: %s: warning: %s (run fsck.shmfs)\n", conf.region, other);
 	}
+	/* Join the host table now, so that a host that cannot join never
+	 * mounts; the namespace (and its threads) come after the fork. */
+	fopts.readonly = D.readonly;
+	fopts.join = true;
+	fopts.host_name = conf.host;
+	rc = shmfs_fs_prepare(&D.region, &fopts, &D.fs, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "shmfs: %s: %s\n", conf.region, err);
+		goto out_region;
+	}
 
 	D.se = fuse_session_new(&args, &ops, sizeof(ops), &D);
 	if (!D.se)
-		goto out_region;
+		goto out_fs;
 	if (fuse_set_signal_handlers(D.se) != 0)
 		goto out_session;
 	if (fuse_session_mount(D.se, opts.mountpoint) != 0)
 		goto out_signals;
+	set_readahead(opts.mountpoint);
 	if (fuse_daemonize(opts.foreground) != 0)
 		goto out_unmount;
 
 	rcu_register_thread();
-	fopts.readonly = D.readonly;
-	fopts.join = true;
-	fopts.host_name = conf.host;
-	rc = shmfs_fs_open(&D.region, &fopts, &D.fs, err, sizeof(err));
+	shmfs_host_restamp(D.fs);
+	shmfs_fs_heartbeat(D.fs);
+	rc = shmfs_fs_finish(D.fs, err, sizeof(err));
 	if (rc) {
 		log_msg(LOG_ERR, "%s: %s", conf.region, err);
 		goto out_rcu;
@@ -1269,7 +1342,7 @@ int main(int argc, char **argv)
 	pthread_create(&D.beater, NULL, beater_main, NULL);
 
 	if (opts.singlethread) {
-		ret = fuse_session_loop(D.se);
+		ret = fuse_session_loop(D.se) < 0;
 	} else {
 		lc = fuse_loop_cfg_create();
 		fuse_loop_cfg_set_clone_fd(lc, (unsigned)opts.clone_fd);
@@ -1278,14 +1351,16 @@ int main(int argc, char **argv)
 			fuse_loop_cfg_set_max_threads(lc, opts.max_threads);
 		if (opts.max_idle_threads != UINT_MAX)
 			fuse_loop_cfg_set_idle_threads(lc, opts.max_idle_threads);
-		ret = fuse_session_loop_mt(D.se, lc);
+		/* libfuse returns the signal that ended the loop: a clean stop */
+		ret = fuse_session_loop_mt(D.se, lc) < 0;
 		fuse_loop_cfg_destroy(lc);
 	}
 	D.stop = true;
 	pthread_join(D.follower, NULL);
 	pthread_join(D.beater, NULL);
-	shmfs_fs_close(D.fs);
 out_rcu:
+	shmfs_fs_close(D.fs);
+	D.fs = NULL;
 	rcu_unregister_thread();
 out_unmount:
 	fuse_session_unmount(D.se);
@@ -1293,6 +1368,8 @@ out_signals:
 	fuse_remove_signal_handlers(D.se);
 out_session:
 	fuse_session_destroy(D.se);
+out_fs:
+	shmfs_fs_close(D.fs); /* before the fork or on failure: leave the table */
 out_region:
 	shmfs_region_close(&D.region);
 out_args:
@@ -1300,5 +1377,5 @@ out_args:
 	free(conf.region);
 	free(conf.host);
 	fuse_opt_free_args(&args);
-	return ret ? 1 : 0;
+	return ret;
 }

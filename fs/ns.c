@@ -138,6 +138,7 @@ struct shmfs_ns *shmfs_ns_new(uint64_t data_size, uint64_t unit, uint64_t expect
 	ns->data_size = data_size;
 	ns->unit = unit;
 	ns->next_ino = SHMFS_ROOT_INO;
+	ns->self_host = -1;
 	ns->inodes = cds_lfht_new(buckets, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
 				  NULL);
 	ns->dentries = cds_lfht_new(buckets, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
@@ -254,8 +255,10 @@ static int pend_free(struct shmfs_ns *ns, uint64_t ino, uint64_t first, uint64_t
 		ns->pending = p;
 		ns->cap_pending = cap;
 	}
-	ns->pending[ns->npending++] = (struct shmfs_pending){ first, n, ns->cur_seq, ino,
-							      open_here(ns, ino) };
+	/* What this host frees itself, its own kernel has already let go of
+	 * (truncate drops the page cache; unlink of an open file keeps it). */
+	bool pin = (int)ns->cur_host != ns->self_host && open_here(ns, ino);
+	ns->pending[ns->npending++] = (struct shmfs_pending){ first, n, ns->cur_seq, ino, pin };
 	shmfs_alloc_mark(&ns->alloc, first, n, false);
 	shmfs_alloc_pend(&ns->alloc, first, n, true);
 	return 0;

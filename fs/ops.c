@@ -325,6 +325,20 @@ int shmfs_op_setattr(struct shmfs_fs *fs, uint64_t ino, const struct shmfs_lr_se
 			zero_tail(fs, ip, sa.sa_size);
 	}
 	rcu_read_unlock();
+	/* Unflushed writes beyond the new size are not in the logged size, so
+	 * replay would not cut them: unmap them first. */
+	if (!rc && (sa.sa_valid & SHMFS_SA_SIZE)) {
+		uint64_t unit = fs->sb.sb_alloc_unit, logged, cur;
+		rcu_read_lock();
+		ip = shmfs_ns_iget(fs->ns, ino);
+		logged = ip ? ip->attr->size : 0;
+		cur = ip ? cur_size(ip) : 0;
+		rcu_read_unlock();
+		uint64_t from = shmfs_round_up(sa.sa_size, unit), to = shmfs_round_up(cur, unit);
+		if (sa.sa_size >= logged && to > from)
+			rc = shmfs_fs_commit(fs, SHMFS_LR_EXTENT_UNMAP, 0, rbuf,
+					     shmfs_rec_extent(rbuf, ino, from, 0, to - from, 0));
+	}
 	if (!rc) {
 		memcpy(rbuf, &sa, sizeof(sa));
 		rc = shmfs_fs_commit(fs, SHMFS_LR_SETATTR, 0, rbuf, sizeof(sa));
@@ -656,32 +670,38 @@ int shmfs_op_flush(struct shmfs_fs *fs, uint64_t ino, bool last_close)
 	uint64_t size = cur_size(ip), pend = ip->prealloc_end;
 	dirty = __atomic_exchange_n(&ip->wdirty, 0, __ATOMIC_ACQ_REL);
 	rcu_read_unlock();
-	if (dirty) {
+	/* Give back the room reserved ahead first, so that a host that sees
+	 * the new size has also seen the space come back. */
+	if (last_close && pend > shmfs_round_up(size, unit)) {
+		uint64_t from = shmfs_round_up(size, unit);
+		rc = shmfs_fs_commit(fs, SHMFS_LR_EXTENT_UNMAP, 0, rbuf,
+				     shmfs_rec_extent(rbuf, ino, from, 0, pend - from, 0));
+		if (rc == -ENOENT || rc == -EINVAL)
+			rc = 0;
+	}
+	if (!rc && dirty) {
 		struct shmfs_lr_setattr sa = { .sa_ino = ino,
 					       .sa_valid = SHMFS_SA_SIZE | SHMFS_SA_MTIME | SHMFS_SA_CTIME,
 					       .sa_size = size };
 		sa.sa_mtime = sa.sa_ctime = now_time();
 		memcpy(rbuf, &sa, sizeof(sa));
 		rc = shmfs_fs_commit(fs, SHMFS_LR_SETATTR, 0, rbuf, sizeof(sa));
-		if (!rc) {
-			rcu_read_lock();
-			ip = shmfs_ns_iget(fs->ns, ino);
-			if (ip) {
-				uint64_t w = size;
-				__atomic_compare_exchange_n(&ip->wsize, &w, 0, false, __ATOMIC_ACQ_REL,
-							    __ATOMIC_RELAXED);
-			}
-			rcu_read_unlock();
-		} else {
+		rcu_read_lock();
+		ip = shmfs_ns_iget(fs->ns, ino);
+		if (ip && !rc) {
+			uint64_t w = size;
+			__atomic_compare_exchange_n(&ip->wsize, &w, 0, false, __ATOMIC_ACQ_REL,
+						    __ATOMIC_RELAXED);
+		} else if (ip) {
 			__atomic_store_n(&ip->wdirty, 1, __ATOMIC_RELEASE);
 		}
-	}
-	if (!rc && last_close && pend > shmfs_round_up(size, unit)) {
-		uint64_t from = shmfs_round_up(size, unit);
-		rc = shmfs_fs_commit(fs, SHMFS_LR_EXTENT_UNMAP, 0, rbuf,
-				     shmfs_rec_extent(rbuf, ino, from, 0, pend - from, 0));
-		if (rc == -ENOENT || rc == -EINVAL)
-			rc = 0;
+		rcu_read_unlock();
+	} else if (rc && dirty) {
+		rcu_read_lock();
+		ip = shmfs_ns_iget(fs->ns, ino);
+		if (ip) /* still to publish at the next flush */
+			__atomic_store_n(&ip->wdirty, 1, __ATOMIC_RELEASE);
+		rcu_read_unlock();
 	}
 	if (last_close) {
 		rcu_read_lock();

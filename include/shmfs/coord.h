@@ -23,6 +23,8 @@ uint64_t shmfs_host_ident_csum(const struct shmfs_host *h);
 int shmfs_host_join(struct shmfs_fs *fs, const char *name, uint32_t state, char *err,
 		    size_t errlen);
 void shmfs_host_leave(struct shmfs_fs *fs);
+/* Record a new pid in our slot (after a daemon forks). */
+void shmfs_host_restamp(struct shmfs_fs *fs);
 void shmfs_host_beat(struct shmfs_fs *fs);
 
 /* Is the host in slot i alive, as far as this host has watched it?  A slot

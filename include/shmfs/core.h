@@ -96,6 +96,13 @@ int shmfs_fs_open(struct shmfs_region *r, const struct shmfs_fs_opts *o,
 		  struct shmfs_fs **out, char *err, size_t errlen);
 void shmfs_fs_close(struct shmfs_fs *fs);
 
+/* shmfs_fs_open in two steps, for a daemon that must join the host table
+ * before it forks but start helper threads (the namespace's) after:
+ * prepare validates and joins; finish builds the namespace by replay. */
+int shmfs_fs_prepare(struct shmfs_region *r, const struct shmfs_fs_opts *o,
+		     struct shmfs_fs **out, char *err, size_t errlen);
+int shmfs_fs_finish(struct shmfs_fs *fs, char *err, size_t errlen);
+
 /* Apply records other hosts published since the last call.  Returns the
  * number applied, or -EUCLEAN if replay is stuck on a bad record. */
 int shmfs_fs_replay(struct shmfs_fs *fs);

@@ -112,7 +112,8 @@ struct shmfs_pending {
 	uint64_t first, n;              /* units */
 	uint64_t seq;
 	uint64_t ino;
-	bool pinned;                    /* ino was open here when it was freed */
+	bool pinned;                    /* another host freed it while ino was
+	                                 * open here: our handles may be reading */
 };
 
 struct shmfs_ns {
@@ -127,6 +128,7 @@ struct shmfs_ns {
 	uint64_t wseq;                  /* odd while a record is being applied */
 	uint64_t cur_seq;               /* record being applied */
 	uint16_t cur_host;              /* its writer's slot */
+	int self_host;                  /* this host's slot, -1 if none */
 	struct shmfs_pending *pending;  /* under the writer's lock */
 	size_t npending, cap_pending;
 };
