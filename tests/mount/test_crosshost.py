@@ -1,0 +1,151 @@
+# SPDX-License-Identifier: MIT
+"""Several hosts at once: visibility delay of namespace changes, kernel
+caches that must not keep stale attributes, concurrent creators."""
+import hashlib
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from conftest import df, exists, read_bytes, visible, wait_until, write_bytes
+
+
+def test_visibility_delay(mounts):
+    """Each kind of namespace change made on one mount shows on the other
+    within 1 s (the benchmark measures the 100 ms goal); the delays are
+    printed and summarised at the end of the run."""
+    a, b = mounts(2)
+    delays = []
+    for i in range(30):
+        src, dst = (a, b) if i % 2 == 0 else (b, a)
+        n = f"f{i}"
+        write_bytes(src / n, b"x")
+        delays.append(visible("create", lambda: exists(dst / n)))
+        os.rename(src / n, src / f"r{i}")
+        delays.append(visible("rename", lambda: exists(dst / f"r{i}") and not exists(dst / n)))
+        os.mkdir(src / f"d{i}")
+        delays.append(visible("mkdir", lambda: exists(dst / f"d{i}")))
+        os.chmod(src / f"d{i}", 0o700)
+        delays.append(visible("chmod", lambda: stat.S_IMODE(os.stat(dst / f"d{i}").st_mode) == 0o700))
+        os.unlink(src / f"r{i}")
+        delays.append(visible("unlink", lambda: not exists(dst / f"r{i}")))
+    delays.sort()
+    print(f"visibility over {len(delays)} changes: p50 {delays[len(delays) // 2] * 1000:.1f} ms, "
+          f"max {delays[-1] * 1000:.1f} ms")
+
+
+def test_listing_follows_other_host(mounts):
+    """A directory listed (and so cached) on B follows changes made on A."""
+    a, b = mounts(2)
+    os.mkdir(a / "d")
+    visible("mkdir", lambda: exists(b / "d"))
+    assert os.listdir(b / "d") == []
+    names = set()
+    for i in range(20):
+        write_bytes(a / "d" / f"n{i}", b"")
+        names.add(f"n{i}")
+        visible("listing after create", lambda: set(os.listdir(b / "d")) == names)
+    for i in range(0, 20, 3):
+        os.unlink(a / "d" / f"n{i}")
+        names.discard(f"n{i}")
+        visible("listing after unlink", lambda: set(os.listdir(b / "d")) == names)
+
+
+def test_attributes_not_stale_after_racing_lookup(mounts):
+    """B looks a new inode up at the moment A changes it: B's kernel must
+    not keep the pre-change attributes (for the 10 s attribute timeout).
+
+    The race: B's lookup reads the old attributes, B's follower then
+    applies A's chmod and sends notify_inval_inode -- before B's kernel
+    has instantiated the inode, so the invalidation finds nothing -- and
+    then the lookup reply installs the stale attributes.  About 1% of such
+    lookups lose; 30 rounds of 50 make a miss all but certain."""
+    a, b = mounts(2)
+    stale = []
+    for r in range(30):
+        names = [f"r{r}-{k}" for k in range(50)]
+        for n in names:
+            os.mkdir(a / n, 0o755)
+        time.sleep(0.01)  # B has replayed the mkdirs but not looked them up
+        go = threading.Event()
+
+        def poll():
+            go.wait()
+            for n in names:
+                try:
+                    os.stat(b / n)
+                except OSError:
+                    pass
+
+        t = threading.Thread(target=poll)
+        t.start()
+        go.set()
+        for n in names:
+            os.chmod(a / n, 0o700)
+        t.join()
+        time.sleep(0.05)
+        for n in names:
+            try:
+                wait_until(lambda: stat.S_IMODE(os.stat(b / n).st_mode) == 0o700, 1.0)
+            except AssertionError:
+                stale.append(n)
+        if stale:
+            break
+    assert not stale, (f"B still shows mode 0755 for {stale} more than 1 s after A's chmod "
+                       "(lookup/invalidation race)")
+
+
+CREATOR = textwrap.dedent("""
+    import hashlib, os, sys
+    d, tag, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    for i in range(n):
+        name = f"{tag}-{i:05d}"
+        body = hashlib.sha256(name.encode()).digest() * (1 + i % 40)
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(body)
+    print("done", flush=True)
+""")
+
+
+def content(name, i):
+    return hashlib.sha256(name.encode()).digest() * (1 + i % 40)
+
+
+def test_concurrent_creators(mounts):
+    """Two mounts each create 5,000 files with distinct content in one
+    directory at the same time: both then list exactly the 10,000 names,
+    and every file holds its own bytes (overlapping extents would show)."""
+    a, b = mounts(2)
+    n = 5000
+    os.mkdir(a / "shared")
+    visible("mkdir", lambda: exists(b / "shared"))
+    free0 = df(a.path)[0]
+    procs = [subprocess.Popen([sys.executable, "-c", CREATOR, str(m / "shared"), tag, str(n)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for m, tag in ((a, "a"), (b, "b"))]
+    for p in procs:
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0 and out.strip() == "done", err
+    want = {f"{t}-{i:05d}": i for t in "ab" for i in range(n)}
+    for m in (a, b):
+        wait_until(lambda: len(os.listdir(m / "shared")) == 2 * n, 5)
+        names = os.listdir(m / "shared")
+        assert len(names) == len(set(names)), "duplicate entries"
+        assert set(names) == set(want), (sorted(set(want) - set(names))[:5], sorted(set(names) - set(want))[:5])
+    bad = []
+    for k, (name, i) in enumerate(sorted(want.items())):
+        m = (a, b)[k % 2]  # each mount reads half, alternating
+        if read_bytes(m / "shared" / name) != content(name, i):
+            bad.append(name)
+    assert not bad, f"{len(bad)} files with wrong content, e.g. {bad[:5]}"
+    used = free0 - df(a.path)[0]
+    data = sum(len(content(nm, i)) for nm, i in want.items())
+    assert used >= data
+    # every inode distinct
+    inos = {os.stat(a / "shared" / nm).st_ino for nm in list(want)[:2000]}
+    assert len(inos) == 2000
