@@ -129,12 +129,12 @@ int shmfs_host_join(struct shmfs_fs *fs, const char *name, uint32_t state, char 
 	uint32_t n = fs->sb.sb_max_hosts;
 	uint64_t *tok, *hb;
 
-	/* Free slots first: never claimed, or left cleanly. */
+	/* Free slots first: never claimed, or left cleanly (leaving clears the
+	 * token).  A slot with a token is someone's, even if its state still
+	 * reads FREE: that is a claim in progress, not a free slot. */
 	for (uint32_t i = 0; i < n; i++) {
 		struct shmfs_host *h = slot(fs, i);
-		uint64_t t = load(&h->hs_token);
-		if ((t == 0 || __atomic_load_n(&h->hs_state, __ATOMIC_ACQUIRE) == SHMFS_HOST_FREE) &&
-		    claim(fs, i, t, name, state) == 0)
+		if (load(&h->hs_token) == 0 && claim(fs, i, 0, name, state) == 0)
 			return 0;
 	}
 	/* Then slots whose heartbeat stands still for a lease. */

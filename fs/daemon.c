@@ -72,6 +72,7 @@ struct daemon {
 	struct fuse_session *se;
 	char *region_spec, *host, *mountpoint;
 	bool readonly, debug, foreground;
+	bool bounce;                    /* region pages cannot go to the kernel */
 	volatile bool stop;
 	pthread_t follower, beater;
 
@@ -743,6 +744,33 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	rcu_enter();
 	rcu_read_lock();
 	n = shmfs_op_read_map(D.fs, ino, (uint64_t)off, size, p, MAX_PIECES, &total);
+	if (n >= 0 && D.bounce) {
+		/* A PCI BAR or UIO mapping (VM_PFNMAP) cannot be handed to the
+		 * kernel by address: copy it out first. */
+		static __thread uint8_t *bb;
+		static __thread size_t bblen;
+		if (bblen < total) {
+			free(bb);
+			bb = malloc(total);
+			bblen = bb ? total : 0;
+		}
+		if (!bb) {
+			rcu_read_unlock();
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		size_t at = 0;
+		for (int i = 0; i < n; i++) {
+			if (p[i].mem)
+				memcpy(bb + at, p[i].mem, p[i].len);
+			else
+				memset(bb + at, 0, p[i].len);
+			at += p[i].len;
+		}
+		rcu_read_unlock();
+		fuse_reply_buf(req, (const char *)bb, at);
+		return;
+	}
 	for (int i = 0; i < n && k < MAX_PIECES; i++) {
 		if (p[i].mem) {
 			iov[k++] = (struct iovec){ (void *)p[i].mem, p[i].len };
@@ -797,7 +825,14 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)fi;
 	rcu_enter();
-	fuse_reply_err(req, D.readonly ? 0 : out_err(shmfs_op_flush(D.fs, ino, false)));
+	/* close(2) waits for FLUSH but not for RELEASE: give the room reserved
+	 * ahead back here when this is the only open handle, so that df right
+	 * after close is exact. */
+	rcu_read_lock();
+	struct shmfs_inode *ip = shmfs_ns_iget(D.fs->ns, ino);
+	bool last = ip && __atomic_load_n(&ip->nopen, __ATOMIC_ACQUIRE) <= 1;
+	rcu_read_unlock();
+	fuse_reply_err(req, D.readonly ? 0 : out_err(shmfs_op_flush(D.fs, ino, last)));
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1302,6 +1337,7 @@ int main(int argc, char **argv)
 		if (other[0])
 			fprintf(stderr, "shmfs: %s: warning: %s (run fsck.shmfs)\n", conf.region, other);
 	}
+	D.bounce = D.region.kind == SHMFS_REGION_PCI || D.region.kind == SHMFS_REGION_UIO;
 	/* Join the host table now, so that a host that cannot join never
 	 * mounts; the namespace (and its threads) come after the fork. */
 	fopts.readonly = D.readonly;

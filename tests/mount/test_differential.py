@@ -233,11 +233,11 @@ def test_differential_sessions(mounts, shm_dir):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [11, 0])
 def test_differential_long(mounts, shm_dir, seed):
-    """3000 steps: a fixed seed, and a fresh one each run (printed)."""
-    run_differential(mounts, shm_dir, 3000, seed or random.SystemRandom().randrange(1, 1 << 30),
+    """1500 steps: a fixed seed, and a fresh one each run (printed)."""
+    run_differential(mounts, shm_dir, 1500, seed or random.SystemRandom().randrange(1, 1 << 30),
                      sessions=False)
 
 
 @pytest.mark.slow
 def test_differential_long_sessions(mounts, shm_dir):
-    run_differential(mounts, shm_dir, 3000, 11, sessions=True)
+    run_differential(mounts, shm_dir, 1500, 11, sessions=True)
