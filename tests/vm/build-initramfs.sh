@@ -73,6 +73,16 @@ done
 for b in $OPTIONAL_BINS; do
 	[ -x "$BIN/$b" ] && add_prog "$BIN/$b" /usr/sbin
 done
+# glibc's pthread_cancel dlopen()s libgcc_s.so.1 (to unwind the cancelled
+# thread); ldd does not list it.  libfuse cancels its worker threads when a
+# mount ends: without it the daemon aborts at umount ("libgcc_s.so.1 must be
+# installed for pthread_cancel to work") and leaves its host slot behind.
+if [ -x "$R/usr/sbin/shmfs" ]; then
+	l=$(ldconfig -p | awk '$1 == "libgcc_s.so.1" && /x86-64/ && !l { l = $NF } END { print l }')
+	[ -n "$l" ] || die "libgcc_s.so.1 not found (ldconfig -p); the guest's shmfs needs it"
+	mkdir -p "$R$(dirname "$l")"
+	cp -L "$l" "$R$l"
+fi
 # Shared libraries of our own (if the project ever builds them), next to
 # the binaries or in ../lib.  ldd above already copied those it resolved,
 # at the same path (so a build-tree RUNPATH works in the guest too); these

@@ -98,6 +98,8 @@ if [ -c /dev/dax0.0 ]; then
 	reg=$(cat /sys/bus/nd/devices/region0/resource 2>/dev/null)
 	[ -n "$res" ] && [ -n "$reg" ] && DAX_NVDIMM_OFFSET=$((res - reg))
 fi
+# The shmfs daemon logs to syslog once it is in the background.
+syslogd -O /tmp/messages -s 1024 2>/dev/null || true
 IVSHMEM_BDF=$(find_ivshmem) || IVSHMEM_BDF=""
 IVSHMEM_SIZE=""
 [ -n "$IVSHMEM_BDF" ] && IVSHMEM_SIZE=$(stat -c %s "/sys/bus/pci/devices/$IVSHMEM_BDF/resource2")
@@ -116,5 +118,8 @@ if ! command -v "guest_$ROLE" >/dev/null 2>&1; then
 	bye
 fi
 cd /tmp || bye
-"guest_$ROLE"
+# In a subshell: a shell error that ends the scenario's shell (a failed
+# redirection on a special builtin, say) must not end PID 1.
+("guest_$ROLE")
+echo "=== guest_$ROLE exited with status $?"
 bye

@@ -9,8 +9,10 @@
 #
 # For each scenario (tests/vm/scenarios/NAME.sh; all of them by default) it
 # makes fresh backing files, boots the scenario's guests concurrently, runs
-# the scenario's host_check on the backing files once they have exited, and
-# checks that every expected RESULT line came out and said PASS.
+# the scenario's host_during beside them (it may mount the backing files on
+# the host, or kill a guest) and its host_check on the backing files once
+# they have exited, and checks that every expected RESULT line came out and
+# said PASS.
 #
 #   -b DIR, SHMFS_VM_BIN   the project's binaries (default <repo>/build/bin)
 #   -k, SHMFS_VM_KEEP=1    keep the work directory (logs) even on success
@@ -107,10 +109,13 @@ cleanup() {
 	for q in "$WORK"/*/*.pid; do
 		[ -f "$q" ] || continue
 		p=$(cat "$q" 2>/dev/null)
-		[ -n "$p" ] && tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF -- "-pidfile $q" &&
+		[ -n "$p" ] && tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -qF -- "-pidfile $q" &&
 			kill -9 "$p" 2>/dev/null
 	done
 	for p in "${BOOT_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	# Host mounts a scenario left behind (its shmfs daemons exit with them).
+	awk -v w="$WORK/" 'index($2, w) == 1 { print $2 }' /proc/mounts 2>/dev/null |
+		while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; done
 	rm -f "${SHM_FILES[@]}"
 	if [ "$KEEP" = 1 ] || [ "$FAILED" != 0 ]; then
 		echo "logs kept in $WORK"
@@ -137,7 +142,9 @@ new_shm() { # VAR KIND SIZE: VAR=a fresh sparse file of SIZE in /dev/shm
 # -smp 1 it does not).  share=on: both guests see one memory.
 boot() {
 	local d=$1 n=$2 nv=$3 iv=$4 args=$5 rc
-	timeout -k 5 "$BOOT_TIMEOUT" qemu-system-x86_64 -accel tcg -machine pc,nvdimm=on \
+	# (braces: bash's "Killed" notice, when a scenario kills this QEMU,
+	# goes to the log too)
+	{ timeout -k 5 "$BOOT_TIMEOUT" qemu-system-x86_64 -accel tcg -machine pc,nvdimm=on \
 		-smp 1,maxcpus=2 -m 512M,slots=2,maxmem=4G \
 		-display none -vga none -net none -monitor none -no-reboot \
 		-serial "file:$d/$n.log" -pidfile "$d/$n.pid" \
@@ -147,7 +154,7 @@ boot() {
 		-device nvdimm,id=nvdimm0,memdev=nv0 \
 		-object "memory-backend-file,id=ivs,share=on,mem-path=$iv,size=$IVSIZE" \
 		-device ivshmem-plain,memdev=ivs \
-		</dev/null >"$d/$n.qemu" 2>&1
+		</dev/null >"$d/$n.qemu" 2>&1; } 2>>"$d/$n.qemu"
 	rc=$?
 	echo $rc >"$d/$n.rc"
 	return $rc
@@ -234,26 +241,28 @@ fi
 say "-- devdax info block: dataoff=$HDR_DATAOFF start_pad=$HDR_START_PAD -> /dev/dax0.0 at backing-file offset $DAX_FILE_OFFSET"
 
 # ---- scenarios -------------------------------------------------------------
-NPASS=0 NFAIL=0
+NPASS=0 NFAIL=0 NSKIP=0
 declare -a SUMMARY=()
 
 # Scenario metadata, read in a subshell so scenarios cannot disturb us.
-scenario_meta() { # NAME -> has_host|GUESTS|EXPECT_1|EXPECT_2|EXPECT_HOST
+scenario_meta() { # NAME -> has_host|has_during|GUESTS|EXPECT_1|EXPECT_2|EXPECT_HOST
 	(
 		GUESTS=2 EXPECT_1="" EXPECT_2="" EXPECT_HOST=""
 		# shellcheck disable=SC1090
 		. "$HERE/scenarios/$1.sh" >/dev/null 2>&1
-		h=0
+		h=0 hd=0
 		declare -F host_check >/dev/null && h=1
 		declare -F host_prepare >/dev/null && h=1
-		echo "$h|$GUESTS|$EXPECT_1|$EXPECT_2|$EXPECT_HOST" | tr '\n\t' '  '
+		declare -F host_during >/dev/null && h=1 hd=1
+		echo "$h|$hd|$GUESTS|$EXPECT_1|$EXPECT_2|$EXPECT_HOST" | tr '\n\t' '  '
 		echo
 	)
 }
 
 # host_side NAME DIR NVIMG IVIMG FUNCTION: run the scenario's host_prepare
-# (before the guests boot) or host_check (after they are gone), if it has
-# one, in a subshell, with the scenario's values and the host's binaries.
+# (before the guests boot), host_during (beside them) or host_check (after
+# they are gone), if it has one, in a subshell, with the scenario's values
+# and the host's binaries.
 host_side() {
 	local name=$1 d=$2
 	(
@@ -261,6 +270,35 @@ host_side() {
 		export LOG_1=$d/g1.log LOG_2=$d/g2.log NVSIZE IVSIZE
 		# shellcheck disable=SC2317 # used by the scenario's functions
 		ginfo() { tr -d '\r' <"$d/g$1.log" 2>/dev/null | sed -n "s/^INFO $2=//p" | tail -n 1; }
+		# ginfo_wait ROLE KEY SECONDS: wait for guest ROLE to say INFO KEY=...,
+		# print its value; 1 on timeout (or when that QEMU has exited).
+		# shellcheck disable=SC2317
+		ginfo_wait() {
+			local end=$((SECONDS + $3)) v
+			while :; do
+				v=$(tr -d '\r' <"$d/g$1.log" 2>/dev/null | sed -n "s/^INFO $2=//p" | tail -n 1)
+				[ -n "$v" ] && { echo "$v"; return 0; }
+				[ "$SECONDS" -ge "$end" ] || [ -f "$d/g$1.rc" ] && return 1
+				sleep 0.1
+			done
+		}
+		# qemu_pid ROLE: the pid of guest ROLE's QEMU, if it still runs
+		# shellcheck disable=SC2317
+		qemu_pid() {
+			local p
+			p=$(cat "$d/g$1.pid" 2>/dev/null) || return 1
+			tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -qF -- "-pidfile $d/g$1.pid" || return 1
+			echo "$p"
+		}
+		# signal_guest ROLE SIG: send SIG (STOP, CONT, KILL) to guest ROLE's
+		# QEMU.  KILL is recorded, so the verdict expects that QEMU to die.
+		# shellcheck disable=SC2317
+		signal_guest() {
+			local p
+			p=$(qemu_pid "$1") || return 1
+			[ "$2" = KILL ] && date +%s.%N >"$d/g$1.killed"
+			kill -"$2" "$p"
+		}
 		cd "$d" || exit 1
 		. "$HERE/lib.sh"
 		# shellcheck disable=SC1090
@@ -270,12 +308,12 @@ host_side() {
 }
 
 run_scenario() {
-	local name=$1 d=$WORK/$1 meta guests e1 e2 eh hashost nv iv i args t
+	local name=$1 d=$WORK/$1 meta guests e1 e2 eh hashost hasduring nv iv i args t hpid=""
 	local -a pids=() problems=()
 	t=$EPOCHREALTIME
 	mkdir -p "$d"
 	meta=$(scenario_meta "$name")
-	IFS='|' read -r hashost guests e1 e2 eh <<<"$meta"
+	IFS='|' read -r hashost hasduring guests e1 e2 eh <<<"$meta"
 
 	if ! new_shm nv nvdimm $NVSIZE || ! new_shm iv ivshmem $IVSIZE; then
 		FAILED=1
@@ -298,7 +336,31 @@ run_scenario() {
 		pids+=($!)
 		BOOT_PIDS+=($!)
 	done
+	if [ "$hasduring" = 1 ]; then
+		host_side "$name" "$d" "$nv" "$iv" host_during >>"$d/host.log" 2>&1 &
+		hpid=$!
+		BOOT_PIDS+=("$hpid")
+	fi
 	for p in "${pids[@]}"; do wait "$p"; done
+	if [ -n "$hpid" ]; then
+		# host_during has its own timeouts; this is the backstop.
+		for ((i = 0; i < 300; i++)); do
+			kill -0 "$hpid" 2>/dev/null || break
+			sleep 0.1
+		done
+		if kill -0 "$hpid" 2>/dev/null; then
+			echo "RESULT host_during FAIL still running 30 s after the guests exited; killed" >>"$d/host.log"
+			pkill -P "$hpid" 2>/dev/null
+			kill "$hpid" 2>/dev/null
+		fi
+		wait "$hpid" 2>/dev/null
+		# its mounts, if it left any
+		awk -v w="$d/" 'index($2, w) == 1 { print $2 }' /proc/mounts |
+			while read -r m; do
+				echo "RESULT host_left_mounted FAIL $m (unmounted by run.sh)"
+				umount "$m" 2>/dev/null || umount -l "$m"
+			done >>"$d/host.log" 2>&1
+	fi
 	BOOT_PIDS=() # all exited: never signal those pids again
 	local boot_s
 	boot_s=$(elapsed "$t")
@@ -324,6 +386,9 @@ run_scenario() {
 			if [ "$st" = PASS ]; then
 				NPASS=$((NPASS + 1))
 				printf '   %-4s PASS  %-26s %s\n' "$who" "$n" "$detail"
+			elif [ "$st" = SKIP ]; then
+				NSKIP=$((NSKIP + 1))
+				printf '   %-4s SKIP  %-26s %s\n' "$who" "$n" "$detail"
 			else
 				NFAIL=$((NFAIL + 1))
 				printf '   %-4s FAIL  %-26s %s\n' "$who" "$n" "$detail"
@@ -337,7 +402,9 @@ run_scenario() {
 				problems+=("$who: $n missing")
 			fi
 		done
-		if [ "$src" != host ]; then
+		if [ "$src" != host ] && [ -f "$d/g$src.killed" ]; then
+			printf '   %-4s ----  %-26s %s\n' "$who" qemu "killed by the scenario (SIGKILL), exit $(cat "$d/g$src.rc" 2>/dev/null)"
+		elif [ "$src" != host ]; then
 			verdict=$(qemu_status "$d" "g$src")
 			if [ -n "$verdict" ]; then
 				NFAIL=$((NFAIL + 1))
@@ -374,5 +441,5 @@ done
 
 say "== summary (wall $(elapsed "$T0") s)"
 for l in "${SUMMARY[@]}"; do say "   $l"; done
-say "vm: $NPASS passed, $NFAIL failed"
+say "vm: $NPASS passed, $NFAIL failed$([ $NSKIP = 0 ] || echo ", $NSKIP skipped")"
 [ "$FAILED" = 0 ] && [ "$NFAIL" = 0 ]
