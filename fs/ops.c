@@ -603,18 +603,21 @@ ssize_t shmfs_op_write(struct shmfs_fs *fs, uint64_t ino, uint64_t off, const vo
 			return rc;
 		uint64_t need = shmfs_round_up(end, unit);
 		rc = allocate_locked(fs, ino, from, need, 0);
-		if (!rc && to > need && allocate_locked(fs, ino, need, to, SHMFS_EXT_F_AHEAD))
-			to = need; /* no room ahead: fine, we have what we need */
-		if (!rc && to > need) {
-			rcu_read_lock();
-			ip = shmfs_ns_iget(fs->ns, ino);
-			if (ip && ip->prealloc_end < to)
-				ip->prealloc_end = to;
-			rcu_read_unlock();
-		}
+		if (!rc && to > need)
+			allocate_locked(fs, ino, need, to, SHMFS_EXT_F_AHEAD); /* best effort */
+		/* Whatever was allocated beyond what the write will fill -- room
+		 * ahead, or the start of a range that ran out of space -- goes
+		 * back at the last close if the file does not grow into it. */
+		rcu_read_lock();
+		ip = shmfs_ns_iget(fs->ns, ino);
+		uint64_t reach = rc == -ENOSPC ? need : to;
+		if (ip && ip->prealloc_end < reach)
+			ip->prealloc_end = reach;
+		rcu_read_unlock();
 		shmfs_fs_unlock(fs);
-		if (rc)
+		if (rc && rc != -ENOSPC)
 			return rc;
+		/* Out of space: write what fits (a short write), as POSIX wants. */
 	}
 
 	size_t done = 0;
@@ -641,7 +644,7 @@ ssize_t shmfs_op_write(struct shmfs_fs *fs, uint64_t ino, uint64_t off, const vo
 	}
 	rcu_read_unlock();
 	if (!done)
-		return ip ? -EIO : -ENOENT;
+		return !ip ? -ENOENT : ok ? -EIO : -ENOSPC;
 	return (ssize_t)done;
 }
 

@@ -14,9 +14,12 @@ and the checks every test gets for free at teardown.
     wait_until        poll a predicate (cross-mount visibility)
 
 At teardown a test fails if a daemon's stderr has sanitizer output or an
-error message, if a daemon died of a signal, or if it did not exit after
-its unmount.  A test that provokes errors on purpose says so with
-@pytest.mark.expect_errors.
+error message, if a daemon died of a signal, if it did not exit after its
+unmount (the failure shows its threads' stacks), or if `fsck.shmfs -n` on
+the unmounted region finds a problem or a rejected record (a killed
+daemon's stale host slot excepted).  A test that provokes errors on
+purpose says so with @pytest.mark.expect_errors; @pytest.mark.no_fsck
+skips the fsck check.
 """
 import os
 import re
@@ -48,6 +51,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long-running (ctest label 'slow')")
     config.addinivalue_line(
         "markers", "expect_errors: the test provokes error messages from the daemon on purpose")
+    config.addinivalue_line(
+        "markers", "no_fsck: do not fsck the region at teardown (say why at the test)")
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -165,6 +170,29 @@ def pid_alive(pid):
 
 
 # ---- regions ------------------------------------------------------------------
+
+def fsck_problems(reg, ignore=()):
+    """fsck.shmfs -n on an unmounted region: [] when clean (but for the
+    problem codes in ignore) and every record in the log applied (none
+    rejected)."""
+    import json
+    fsck = BIN / "fsck.shmfs"
+    if not os.access(fsck, os.X_OK):
+        return []
+    p = run([fsck, "-n", "--json", reg.path], check=False, timeout=120)
+    try:
+        doc = json.loads(p.stdout)
+    except ValueError:
+        return [f"fsck.shmfs -n {reg.path}: exit {p.returncode}, no JSON:\n{p.stdout}{p.stderr}"]
+    out = []
+    found = [x for x in doc.get("problems", []) if x.get("code") not in ignore]
+    if found or (p.returncode != 0 and not doc.get("problems")):
+        out.append(f"fsck.shmfs -n {reg.path}: exit {p.returncode}: "
+                   + json.dumps(found, indent=1)[:3000])
+    if doc.get("summary", {}).get("rejected"):
+        out.append(f"fsck.shmfs -n {reg.path}: {doc['summary']['rejected']} rejected records in the log")
+    return out
+
 
 class Region:
     def __init__(self, path):
@@ -358,6 +386,13 @@ def mounts(request, region, mnt_base):
         bad = check_log(m.logtext(), expect_errors)
         if bad:
             problems.append(f"{m.host}: daemon log:\n" + "\n".join(bad))
+    # Whatever a test did, the region it leaves must check clean, and no
+    # daemon may have written a record that replay rejects.
+    if not problems and not request.node.get_closest_marker("no_fsck"):
+        # a killed daemon leaves what a crash leaves: its stale host slot
+        crashed = any(m.killed for m in started)
+        for reg in {str(m.region): m.region for m in started}.values():
+            problems += fsck_problems(reg, ignore=("hs_heartbeat",) if crashed else ())
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
 
