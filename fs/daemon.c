@@ -14,11 +14,15 @@
  * deadlock against the kernel's own locks.  A heartbeat thread keeps this
  * host's lease alive.
  *
- * RCU flavour: memb (urcu.h default).  libfuse creates and destroys worker
- * threads on its own, so each registers lazily on its first request and a
- * pthread key destructor unregisters it at exit; memb needs no quiescent
- * state reports, which QSBR would (idle workers block in read(2) on
- * /dev/fuse and would stall every grace period).
+ * RCU flavour: mb (urcu-mb).  libfuse creates and destroys worker threads
+ * on its own, so each registers lazily on its first request and a pthread
+ * key destructor unregisters it at exit.  QSBR would need quiescent-state
+ * reports that idle workers (blocked in read(2) on /dev/fuse) never make;
+ * memb's grace periods issue expedited membarrier IPIs, which on these VMs
+ * made every grace period (one per burst of metadata changes) cost more
+ * than the change itself (unlinks ran at half speed).  mb puts a full
+ * barrier in each read-side section instead: a few dozen cycles against a
+ * FUSE round trip of ~30 us.
  *
  * Caching.  Entries and attributes are cached by the kernel for 10 s and
  * invalidated explicitly when another host changes them; file data uses the
@@ -112,14 +116,14 @@ static void rcu_thread_exit(void *arg)
 	rcu_unregister_thread();
 }
 
+static __thread bool rcu_registered;
+
 static void rcu_enter(void)
 {
-	static __thread bool registered;
-
-	if (!registered) {
+	if (!rcu_registered) {
 		rcu_register_thread();
 		pthread_setspecific(rcu_key, (void *)1);
-		registered = true;
+		rcu_registered = true;
 	}
 }
 
@@ -1361,6 +1365,7 @@ int main(int argc, char **argv)
 		goto out_unmount;
 
 	rcu_register_thread();
+	rcu_registered = true; /* with -s, requests are served on this thread */
 	shmfs_host_restamp(D.fs);
 	shmfs_fs_heartbeat(D.fs);
 	rc = shmfs_fs_finish(D.fs, err, sizeof(err));

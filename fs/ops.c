@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/xattr.h>
+#include <unistd.h>
 
 #include "shmfs/ns.h"
 #include "shmfs/rec.h"
@@ -40,6 +41,38 @@ static __thread uint8_t rbuf[SHMFS_LR_PAYLOAD_MAX];
 static uint8_t *data_ptr(struct shmfs_fs *fs, uint64_t doff)
 {
 	return fs->region->base + fs->sb.sb_data_off + doff;
+}
+
+/*
+ * Store file bytes into the data area.  On a regular file (tmpfs) the
+ * kernel's write path fills fresh pages much faster than page faults on
+ * the mapping do (no fault per 4 KiB page), and the mapping sees the same
+ * pages; elsewhere (devdax, BARs) copy through the mapping.
+ */
+static void data_store(struct shmfs_fs *fs, uint64_t doff, const void *src, size_t len)
+{
+	const struct shmfs_region *r = fs->region;
+
+	if (r->kind == SHMFS_REGION_FILE && r->fd >= 0 && !r->readonly) {
+		off_t at = (off_t)(r->offset + fs->sb.sb_data_off + doff);
+		const uint8_t *p = src;
+		while (len) {
+			ssize_t n = pwrite(r->fd, p, len, at);
+			if (n <= 0) {
+				if (n < 0 && errno == EINTR)
+					continue;
+				break; /* fall back to the mapping for the rest */
+			}
+			p += n;
+			at += n;
+			len -= (size_t)n;
+			doff += (uint64_t)n;
+		}
+		src = p;
+		if (!len)
+			return;
+	}
+	memcpy(data_ptr(fs, doff), src, len);
 }
 
 static struct shmfs_time now_time(void)
@@ -630,7 +663,7 @@ ssize_t shmfs_op_write(struct shmfs_fs *fs, uint64_t ino, uint64_t off, const vo
 		if (e->foff + e->len <= pos || e->foff > pos)
 			continue;
 		size_t l = (size_t)SHMFS_MIN(e->foff + e->len - pos, len - done);
-		memcpy(data_ptr(fs, e->doff + (pos - e->foff)), (const uint8_t *)buf + done, l);
+		data_store(fs, e->doff + (pos - e->foff), (const uint8_t *)buf + done, l);
 		done += l;
 	}
 	if (ip && done) {

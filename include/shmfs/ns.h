@@ -4,8 +4,8 @@
  * (inodes, directory entries, extent maps, xattrs, free space).
  *
  * Concurrency: one writer at a time (the replayer, under the caller's
- * lock) mutates; readers run under rcu_read_lock() (urcu memb flavour) and
- * never block.  Attributes, extent maps and xattr sets are immutable
+ * lock) mutates; readers run under rcu_read_lock() (urcu mb flavour, RCU_MB
+ * defined by the build) and never block.  Attributes, extent maps and xattr sets are immutable
  * objects replaced by pointer (rcu_assign_pointer) and freed after a grace
  * period, so a reader always sees one consistent version.
  */
