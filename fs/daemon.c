@@ -297,9 +297,11 @@ static void send_invalidations(void)
 	pthread_mutex_unlock(&D.qlock);
 }
 
-/* Catch up with the log and wait (briefly) until the kernel has been told. */
-static void catch_up(void)
+/* Catch up with the log and wait (briefly) until the kernel has been told.
+ * False if the follower did not get there in time. */
+static bool catch_up(void)
 {
+	bool told;
 	struct timespec ts;
 
 	shmfs_fs_replay(D.fs);
@@ -314,7 +316,9 @@ static void catch_up(void)
 	while (D.sent < want && !D.stop)
 		if (pthread_cond_timedwait(&D.qcond, &D.qlock, &ts))
 			break;
+	told = D.sent >= want;
 	pthread_mutex_unlock(&D.qlock);
+	return told;
 }
 
 /* Release orphans this host kept whose last handle is gone, and orphans of
@@ -327,6 +331,10 @@ static void reap_orphans(bool at_mount)
 	struct shmfs_inode *ip;
 	uint32_t self = (uint32_t)D.fs->slot + 1;
 
+	/* Walking the table visits every bucket (sized from the log: 128k for
+	 * a 128 MiB log), so look only when there is something to find. */
+	if (!__atomic_load_n(&D.fs->ns->norphans, __ATOMIC_RELAXED))
+		return;
 	rcu_read_lock();
 	cds_lfht_for_each_entry(D.fs->ns->inodes, &it, ip, hnode) {
 		if (!ip->orphan_host || ip->gone || ip->attr->nlink || n == SHMFS_ARRAY_SIZE(inos))
@@ -675,9 +683,11 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 		reply_entry(req, &st);
 }
 
-static void opened(struct fuse_file_info *fi)
+static void opened(struct fuse_file_info *fi, bool keep)
 {
-	fi->keep_cache = 1; /* the follower drops stale pages before open returns */
+	/* The follower drops stale pages before open returns; if it is late,
+	 * the kernel drops the whole cache of the file instead. */
+	fi->keep_cache = keep;
 	fi->noflush = 0;
 }
 
@@ -688,7 +698,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	catch_up();
+	bool told = catch_up();
 	rcu_read_lock();
 	struct shmfs_inode *ip = shmfs_ns_iget(D.fs->ns, ino);
 	int err = !ip ? ENOENT : ip->type == S_IFDIR ? EISDIR : 0;
@@ -707,7 +717,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 	}
 	shmfs_fs_open_inode(D.fs, ino);
-	opened(fi);
+	opened(fi, told);
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		shmfs_fs_close_inode(D.fs, ino);
 }
@@ -729,7 +739,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		return;
 	}
 	shmfs_fs_open_inode(D.fs, st.st_ino);
-	opened(fi);
+	opened(fi, true);
 	struct fuse_entry_param e = { .ino = st.st_ino, .generation = 1, .attr = st,
 				      .attr_timeout = TIMEOUT, .entry_timeout = TIMEOUT };
 	if (fuse_reply_create(req, &e, fi) == -ENOENT)

@@ -98,10 +98,15 @@ static void free_ext_cb(struct rcu_head *h) { free(caa_container_of(h, struct sh
 static void free_xattrs_cb(struct rcu_head *h) { free(caa_container_of(h, struct shmfs_xattrs, rcu)); }
 static void free_dentry_cb(struct rcu_head *h) { free(caa_container_of(h, struct shmfs_dentry, rcu)); }
 
+static void free_inode_cb(struct rcu_head *h);
+
 /* Free after a grace period -- or at once while no reader can exist. */
 static void retire(struct shmfs_ns *ns, struct rcu_head *h, void (*cb)(struct rcu_head *))
 {
-	if (ns->exclusive)
+	/* Nodes of the hash tables wait for a grace period even now:
+	 * rculfhash resizes from its own threads, which walk the chains
+	 * while we are alone. */
+	if (ns->exclusive && cb != free_inode_cb && cb != free_dentry_cb)
 		cb(h);
 	else
 		call_rcu(h, cb);
@@ -459,6 +464,8 @@ static int inode_drop(struct shmfs_ns *ns, struct shmfs_inode *ip)
 			if (rc)
 				return rc;
 		}
+		if (ip->orphan_host)
+			__atomic_fetch_sub(&ns->norphans, 1, __ATOMIC_RELAXED);
 		ip->gone = true;
 		ns->ninodes--;
 		return 0;
@@ -468,6 +475,8 @@ static int inode_drop(struct shmfs_ns *ns, struct shmfs_inode *ip)
 		if (rc)
 			return rc;
 	}
+	if (ip->orphan_host)
+		__atomic_fetch_sub(&ns->norphans, 1, __ATOMIC_RELAXED);
 	cds_lfht_del(ns->inodes, &ip->hnode);
 	ns->ninodes--;
 	retire(ns, &ip->rcu, free_inode_cb);
@@ -481,6 +490,8 @@ static int inode_unlink(struct shmfs_ns *ns, struct shmfs_inode *ip, uint64_t t,
 	if (ip->attr->nlink > (ip->type == S_IFDIR ? 2u : 1u))
 		return touch(ns, ip, t, false, -1);
 	if (keep && ip->type != S_IFDIR) {
+		if (!ip->orphan_host)
+			__atomic_fetch_add(&ns->norphans, 1, __ATOMIC_RELAXED);
 		ip->orphan_host = (uint32_t)ns->cur_host + 1;
 		return touch(ns, ip, t, false, -1);
 	}

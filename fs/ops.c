@@ -595,9 +595,11 @@ static int allocate_locked(struct shmfs_fs *fs, uint64_t ino, uint64_t from, uin
 		int rc = shmfs_fs_alloc(fs, (he - hs) / unit, &first, &got);
 		if (rc)
 			return rc;
-		rc = shmfs_region_zero(fs->region, fs->sb.sb_data_off + first * unit, got * unit);
-		if (rc)
-			return rc;
+		/* Clear in place.  Punching a hole in a file-backed region hands
+		 * the pages back to the kernel: the write that follows must get
+		 * fresh pages (faults, or allocation in pwrite) and the next read
+		 * faults them into our mapping again. */
+		memset(data_ptr(fs, first * unit), 0, got * unit);
 		rc = shmfs_fs_commit(fs, SHMFS_LR_EXTENT_MAP, flags, rbuf,
 				     shmfs_rec_extent(rbuf, ino, hs, first * unit, got * unit, 0));
 		if (rc)
@@ -673,7 +675,7 @@ ssize_t shmfs_op_write(struct shmfs_fs *fs, uint64_t ino, uint64_t off, const vo
 		       !__atomic_compare_exchange_n(&ip->wsize, &w, nw, false, __ATOMIC_ACQ_REL,
 						    __ATOMIC_ACQUIRE))
 			;
-		__atomic_store_n(&ip->wdirty, 1, __ATOMIC_RELEASE);
+		__atomic_fetch_add(&ip->wdirty, 1, __ATOMIC_ACQ_REL);
 	}
 	rcu_read_unlock();
 	if (!done)
@@ -704,7 +706,12 @@ int shmfs_op_flush(struct shmfs_fs *fs, uint64_t ino, bool last_close)
 		return 0;
 	}
 	uint64_t size = cur_size(ip), pend = ip->prealloc_end;
-	dirty = __atomic_exchange_n(&ip->wdirty, 0, __ATOMIC_ACQ_REL);
+	/* Clear the write generation only once the record is out (below): a
+	 * flush that finds it 0 must be able to trust that nothing written
+	 * before is still unlogged -- also while another flush of this file
+	 * (a late release) is between taking it and committing. */
+	uint32_t gen = __atomic_load_n(&ip->wdirty, __ATOMIC_ACQUIRE);
+	dirty = gen != 0;
 	rcu_read_unlock();
 	/* Give back the room reserved ahead first, so that a host that sees
 	 * the new size has also seen the space come back. */
@@ -728,17 +735,12 @@ int shmfs_op_flush(struct shmfs_fs *fs, uint64_t ino, bool last_close)
 			uint64_t w = size;
 			__atomic_compare_exchange_n(&ip->wsize, &w, 0, false, __ATOMIC_ACQ_REL,
 						    __ATOMIC_RELAXED);
-		} else if (ip) {
-			__atomic_store_n(&ip->wdirty, 1, __ATOMIC_RELEASE);
+			/* writes that came in meanwhile keep it dirty */
+			__atomic_compare_exchange_n(&ip->wdirty, &gen, 0, false, __ATOMIC_ACQ_REL,
+						    __ATOMIC_RELAXED);
 		}
 		rcu_read_unlock();
-	} else if (rc && dirty) {
-		rcu_read_lock();
-		ip = shmfs_ns_iget(fs->ns, ino);
-		if (ip) /* still to publish at the next flush */
-			__atomic_store_n(&ip->wdirty, 1, __ATOMIC_RELEASE);
-		rcu_read_unlock();
-	}
+	}	/* on failure wdirty stays set: still to publish at the next flush */
 	if (last_close) {
 		rcu_read_lock();
 		ip = shmfs_ns_iget(fs->ns, ino);

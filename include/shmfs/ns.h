@@ -123,6 +123,7 @@ struct shmfs_ns {
 	uint64_t data_size, unit;
 	uint64_t next_ino;              /* one more than the largest ever used */
 	uint64_t ninodes;
+	uint64_t norphans;              /* inodes kept as orphans (atomic reads) */
 	bool exclusive;                 /* no readers yet (mount-time replay):
 	                                 * change in place, free at once */
 	uint64_t wseq;                  /* odd while a record is being applied */
