@@ -476,6 +476,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	rcu_enter();
 	uint64_t seq = __atomic_load_n(&D.fs->seq, __ATOMIC_ACQUIRE);
 	rc = shmfs_op_lookup(D.fs, parent, name, &st);
+	if (rc == -ENOENT && shmfs_fs_replay(D.fs) > 0) /* just created elsewhere? */
+		rc = shmfs_op_lookup(D.fs, parent, name, &st);
 	if (!rc && __atomic_load_n(&D.fs->seq, __ATOMIC_ACQUIRE) != seq) {
 		/* a record was applied meanwhile: do not let the kernel keep
 		 * attributes that may predate it */
