@@ -256,6 +256,15 @@ static int replay_locked(struct shmfs_fs *fs)
 	return n;
 }
 
+bool shmfs_fs_behind(struct shmfs_fs *fs)
+{
+	uint64_t pos = __atomic_load_n(&fs->pos, __ATOMIC_ACQUIRE);
+
+	if (pos % SHMFS_LOG_ALIGN || pos + SHMFS_LR_HDR_SIZE > fs->log.size)
+		return false;
+	return __atomic_load_n((uint64_t *)(fs->log.base + pos), __ATOMIC_ACQUIRE) != 0;
+}
+
 int shmfs_fs_replay(struct shmfs_fs *fs)
 {
 	pthread_mutex_lock(&fs->replay_lock);

@@ -476,7 +476,9 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	rcu_enter();
 	uint64_t seq = __atomic_load_n(&D.fs->seq, __ATOMIC_ACQUIRE);
 	rc = shmfs_op_lookup(D.fs, parent, name, &st);
-	if (rc == -ENOENT && shmfs_fs_replay(D.fs) > 0) /* just created elsewhere? */
+	/* just created on another host?  (checked without a lock first, so a
+	 * negative lookup never queues behind a writer) */
+	if (rc == -ENOENT && shmfs_fs_behind(D.fs) && shmfs_fs_replay(D.fs) > 0)
 		rc = shmfs_op_lookup(D.fs, parent, name, &st);
 	if (!rc && __atomic_load_n(&D.fs->seq, __ATOMIC_ACQUIRE) != seq) {
 		/* a record was applied meanwhile: do not let the kernel keep

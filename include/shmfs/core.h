@@ -107,6 +107,11 @@ int shmfs_fs_finish(struct shmfs_fs *fs, char *err, size_t errlen);
  * number applied, or -EUCLEAN if replay is stuck on a bad record. */
 int shmfs_fs_replay(struct shmfs_fs *fs);
 
+/* Has another host published records this host has not applied?  One
+ * atomic load, no lock: for request paths that must not queue behind a
+ * writer. */
+bool shmfs_fs_behind(struct shmfs_fs *fs);
+
 int shmfs_fs_lock(struct shmfs_fs *fs);
 void shmfs_fs_unlock(struct shmfs_fs *fs);
 
