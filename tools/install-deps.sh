@@ -1,11 +1,13 @@
 #!/bin/bash
-# Install the Debian 12 packages shmfs needs to build, test and run.
+# Install the Debian 12 packages shmfs needs to build, test and run
+# (clang only for the libFuzzer targets in tests/fuzz).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   build-essential cmake pkg-config \
   libfuse3-dev fuse3 liburcu-dev libxxhash-dev libdaxctl-dev libndctl-dev \
-  python3 python3-pytest util-linux >/dev/null
+  python3 python3-pytest util-linux \
+  clang libclang-rt-14-dev >/dev/null
 # FUSE needs the device node (present on a normal machine; containers may lack it)
 [ -e /dev/fuse ] || mknod -m 0666 /dev/fuse c 10 229
