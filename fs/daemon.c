@@ -355,6 +355,44 @@ static void reap_orphans(bool at_mount)
 		shmfs_op_release_orphan(D.fs, inos[i]);
 }
 
+/* Give back room reserved ahead of the end of files by hosts that died
+ * (their last close never came) or, at mount, by an earlier life of this
+ * host's slot.  A daemon that has nothing open can be sure no write of its
+ * own still wants it. */
+static void reap_ahead(bool at_mount)
+{
+	uint32_t self = (uint32_t)D.fs->slot + 1, nhosts = D.fs->sb.sb_max_hosts;
+	uint8_t dead[SHMFS_MAX_HOSTS];
+	struct { uint64_t ino; uint32_t host; } todo[64];
+	bool any = false;
+	size_t n = 0;
+	struct cds_lfht_iter it;
+	struct shmfs_inode *ip;
+
+	if (nhosts > SHMFS_MAX_HOSTS)
+		return;
+	pthread_mutex_lock(&D.fs->replay_lock);
+	for (uint32_t i = 0; i < nhosts; i++) {
+		dead[i] = 0;
+		if (!__atomic_load_n(&D.fs->ns->ahead_by[i], __ATOMIC_RELAXED))
+			continue;
+		dead[i] = i + 1 == self ? at_mount : !shmfs_host_live_locked(D.fs, i);
+		any |= dead[i];
+	}
+	pthread_mutex_unlock(&D.fs->replay_lock);
+	if (!any)
+		return;
+	rcu_read_lock();
+	cds_lfht_for_each_entry(D.fs->ns->inodes, &it, ip, hnode) {
+		uint32_t h = __atomic_load_n(&ip->ahead_host, __ATOMIC_RELAXED);
+		if (h && h <= nhosts && dead[h - 1] && !ip->gone && n < SHMFS_ARRAY_SIZE(todo))
+			todo[n++] = (typeof(todo[0])){ ip->ino, h };
+	}
+	rcu_read_unlock();
+	for (size_t i = 0; i < n; i++)
+		shmfs_op_trim_ahead(D.fs, todo[i].ino, todo[i].host);
+}
+
 /* Raise the mount's read-ahead to 1 MiB (the kernel's default for FUSE is
  * 128 KiB): sequential reads and mmap faults then come in 1 MiB requests.
  * The device number comes from mountinfo, not stat(): a stat of our own
@@ -404,8 +442,10 @@ static void *follower_main(void *arg)
 		send_retries();
 		if (n % 10 == 0)
 			shmfs_fs_reap(D.fs);
-		if (++n % 200 == 0 && !D.readonly)
+		if (++n % 200 == 0 && !D.readonly) {
 			reap_orphans(false);
+			reap_ahead(false);
+		}
 		nanosleep(&tick, NULL);
 	}
 	rcu_unregister_thread();
@@ -1391,8 +1431,10 @@ int main(int argc, char **argv)
 	if (D.fs->stats.stuck)
 		log_msg(LOG_ERR, "log replay stopped at %s; serving what is intact (run fsck.shmfs)",
 			D.fs->stats.stuck_why);
-	if (!D.readonly)
+	if (!D.readonly) {
 		reap_orphans(true);
+		reap_ahead(true);
+	}
 	pthread_create(&D.follower, NULL, follower_main, NULL);
 	pthread_create(&D.beater, NULL, beater_main, NULL);
 

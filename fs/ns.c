@@ -452,6 +452,32 @@ static void dentry_del(struct shmfs_ns *ns, struct shmfs_inode *dir, struct shmf
 
 /* Take ip out of the namespace: its data becomes pending free space.  An
  * inode still open here stays readable (gone) until shmfs_ns_forget(). */
+/* Say which host's reservation ahead ip holds (slot + 1, 0: none), keeping
+ * the per-host counts that tell a daemon when a dead host left some. */
+static void ahead_owner(struct shmfs_ns *ns, struct shmfs_inode *ip, uint32_t host)
+{
+	if (ip->ahead_host == host)
+		return;
+	if (ip->ahead_host && ip->ahead_host <= SHMFS_MAX_HOSTS)
+		__atomic_fetch_sub(&ns->ahead_by[ip->ahead_host - 1], 1, __ATOMIC_RELAXED);
+	if (host && host <= SHMFS_MAX_HOSTS)
+		__atomic_fetch_add(&ns->ahead_by[host - 1], 1, __ATOMIC_RELAXED);
+	ip->ahead_host = host;
+}
+
+/* After extents were released: nothing mapped from the reservation onward
+ * any more means it was given back. */
+static void ahead_trimmed(struct shmfs_ns *ns, struct shmfs_inode *ip)
+{
+	const struct shmfs_extmap *m = ip->ext;
+
+	if (ip->ahead_from &&
+	    (!m || !m->n || m->e[m->n - 1].foff + m->e[m->n - 1].len <= ip->ahead_from)) {
+		ip->ahead_from = 0;
+		ahead_owner(ns, ip, 0);
+	}
+}
+
 static int inode_drop(struct shmfs_ns *ns, struct shmfs_inode *ip)
 {
 	uint64_t freed;
@@ -466,6 +492,7 @@ static int inode_drop(struct shmfs_ns *ns, struct shmfs_inode *ip)
 		}
 		if (ip->orphan_host)
 			__atomic_fetch_sub(&ns->norphans, 1, __ATOMIC_RELAXED);
+		ahead_owner(ns, ip, 0);
 		ip->gone = true;
 		ns->ninodes--;
 		return 0;
@@ -477,6 +504,7 @@ static int inode_drop(struct shmfs_ns *ns, struct shmfs_inode *ip)
 	}
 	if (ip->orphan_host)
 		__atomic_fetch_sub(&ns->norphans, 1, __ATOMIC_RELAXED);
+	ahead_owner(ns, ip, 0);
 	cds_lfht_del(ns->inodes, &ip->hnode);
 	ns->ninodes--;
 	retire(ns, &ip->rcu, free_inode_cb);
@@ -796,6 +824,7 @@ static int apply_setattr(struct shmfs_ns *ns, const struct shmfs_log_rec *h, con
 		int rc = ext_release(ns, ip, shmfs_round_up(s.sa_size, ns->unit), UINT64_MAX, &freed);
 		if (rc)
 			return rc;
+		ahead_trimmed(ns, ip);
 	}
 	a = attr_copy(ns, ip);
 	if (!a)
@@ -858,9 +887,11 @@ static int apply_extent(struct shmfs_ns *ns, const struct shmfs_log_rec *h, cons
 		}
 		shmfs_alloc_mark(&ns->alloc, x.ex_doff / ns->unit, x.ex_len / ns->unit, true);
 		shmfs_alloc_pend(&ns->alloc, x.ex_doff / ns->unit, x.ex_len / ns->unit, false);
-		if ((h->lr_flags & SHMFS_EXT_F_AHEAD) &&
-		    (!ip->ahead_from || x.ex_foff < ip->ahead_from))
-			ip->ahead_from = x.ex_foff ? x.ex_foff : 1;
+		if (h->lr_flags & SHMFS_EXT_F_AHEAD) {
+			if (!ip->ahead_from || x.ex_foff < ip->ahead_from)
+				ip->ahead_from = x.ex_foff ? x.ex_foff : 1;
+			ahead_owner(ns, ip, (uint32_t)ns->cur_host + 1);
+		}
 		a->blocks_bytes += x.ex_len;
 		if (h->lr_flags & SHMFS_EXT_F_SIZE) {
 			a->size = x.ex_size;
@@ -873,11 +904,7 @@ static int apply_extent(struct shmfs_ns *ns, const struct shmfs_log_rec *h, cons
 		}
 		a->blocks_bytes -= freed;
 		a->mtime = ns_time(h->lr_time);
-		/* Unmapping from the reservation onward gives it back. */
-		if (ip->ahead_from && x.ex_foff <= ip->ahead_from &&
-		    (!ip->ext || ip->ext->n == 0 ||
-		     ip->ext->e[ip->ext->n - 1].foff + ip->ext->e[ip->ext->n - 1].len <= x.ex_foff))
-			ip->ahead_from = 0;
+		ahead_trimmed(ns, ip);
 	}
 	a->ctime = ns_time(h->lr_time);
 	attr_swap(ns, ip, a);

@@ -848,6 +848,30 @@ ssize_t shmfs_op_copy_range(struct shmfs_fs *fs, uint64_t in, uint64_t off_in, u
 	return (ssize_t)done;
 }
 
+int shmfs_op_trim_ahead(struct shmfs_fs *fs, uint64_t ino, uint32_t host)
+{
+	uint64_t unit = fs->sb.sb_alloc_unit, from = 0, end = 0;
+	int rc = shmfs_fs_lock(fs);
+
+	if (rc)
+		return rc;
+	rcu_read_lock();
+	struct shmfs_inode *ip = shmfs_ns_iget(fs->ns, ino);
+	if (ip && !ip->gone && ip->ahead_from && ip->ahead_host == host) {
+		const struct shmfs_extmap *m = rcu_dereference(ip->ext);
+		from = SHMFS_MAX(shmfs_round_up(cur_size(ip), unit),
+				 shmfs_round_down(ip->ahead_from, unit));
+		if (m && m->n)
+			end = m->e[m->n - 1].foff + m->e[m->n - 1].len;
+	}
+	rcu_read_unlock();
+	if (end > from)
+		rc = shmfs_fs_commit(fs, SHMFS_LR_EXTENT_UNMAP, 0, rbuf,
+				     shmfs_rec_extent(rbuf, ino, from, 0, end - from, 0));
+	shmfs_fs_unlock(fs);
+	return rc;
+}
+
 int shmfs_op_release_orphan(struct shmfs_fs *fs, uint64_t ino)
 {
 	struct shmfs_lr_release rl = { ino };

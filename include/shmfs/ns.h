@@ -69,6 +69,8 @@ struct shmfs_inode {
 	uint64_t ahead_from;            /* lowest file offset mapped with
 	                                 * SHMFS_EXT_F_AHEAD and not unmapped since
 	                                 * (0: none); under the writer's lock */
+	uint32_t ahead_host;            /* slot + 1 of the host whose record
+	                                 * reserved it last (with ahead_from) */
 	/* lifetime */
 	uint32_t orphan_host;           /* slot + 1 of the host that keeps this
 	                                 * nameless inode (SHMFS_LR_F_KEEP), 0 */
@@ -124,6 +126,8 @@ struct shmfs_ns {
 	uint64_t next_ino;              /* one more than the largest ever used */
 	uint64_t ninodes;
 	uint64_t norphans;              /* inodes kept as orphans (atomic reads) */
+	uint32_t ahead_by[SHMFS_MAX_HOSTS]; /* inodes with room reserved ahead,
+	                                 * by reserving slot (atomic reads) */
 	bool exclusive;                 /* no readers yet (mount-time replay):
 	                                 * change in place, free at once */
 	uint64_t wseq;                  /* odd while a record is being applied */

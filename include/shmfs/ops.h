@@ -77,6 +77,11 @@ int shmfs_op_fallocate(struct shmfs_fs *fs, uint64_t ino, int mode, uint64_t off
 ssize_t shmfs_op_copy_range(struct shmfs_fs *fs, uint64_t in, uint64_t off_in, uint64_t out,
 			    uint64_t off_out, size_t len);
 
+/* Give back the room a host reserved ahead of the end of ino (host: slot +
+ * 1, as in ahead_host) when it still holds it: for a host that died or a
+ * previous life of this host's slot. */
+int shmfs_op_trim_ahead(struct shmfs_fs *fs, uint64_t ino, uint32_t host);
+
 /* Release orphans left by this host (last close) or by dead hosts. */
 int shmfs_op_release_orphan(struct shmfs_fs *fs, uint64_t ino);
 

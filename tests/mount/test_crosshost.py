@@ -203,3 +203,56 @@ def test_concurrent_random_workload_converges(mounts, region):
     c = mounts(1, one=True)
     assert tree(c.path) == want, "a fresh mount replays the log into a different tree"
     assert len(want) > 5
+
+
+def test_dead_writers_reservation_comes_back(make_region, mounts):
+    """A host streaming into a file reserves room ahead of its end and gives
+    it back at the last close.  When the host dies instead, the survivors
+    give it back once its lease has run out (so df recovers and fsck finds
+    no leaked preallocation at teardown), keeping every byte of the size
+    the dead host published."""
+    reg = make_region("64M", "--lease-ms", "500")
+    a, b = mounts(2, reg=reg)
+    free0 = os.statvfs(a.path).f_bfree
+    fd = os.open(b / "stream", os.O_WRONLY | os.O_CREAT, 0o644)
+    chunk = os.urandom(256 << 10)
+    for _ in range(12):
+        os.write(fd, chunk)
+    os.fsync(fd)
+    size = 12 * len(chunk)
+    wait_until(lambda: os.stat(a / "stream").st_size == size, 2)
+    reserved = os.stat(a / "stream").st_blocks * 512
+    assert reserved > size, f"no room reserved ahead ({reserved} bytes for {size})"
+    b.kill()
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+    b.unmount()
+    wait_until(lambda: os.stat(a / "stream").st_blocks * 512 == size, 15)
+    bsize = os.statvfs(a.path).f_frsize
+    wait_until(lambda: (free0 - os.statvfs(a.path).f_bfree) * bsize <= size, 15)
+    assert read_bytes(a / "stream") == chunk * 12
+
+
+def test_reservation_of_a_dead_lone_host_comes_back_at_next_mount(make_region, mounts):
+    """The only host dies while streaming; the next mount (in its slot or
+    another) gives the reservation back."""
+    reg = make_region("64M", "--lease-ms", "500", "--max-hosts", "1")
+    b = mounts(1, reg=reg, one=True)
+    fd = os.open(b / "stream", os.O_WRONLY | os.O_CREAT, 0o644)
+    chunk = os.urandom(256 << 10)
+    for _ in range(12):
+        os.write(fd, chunk)
+    os.fsync(fd)
+    size = 12 * len(chunk)
+    assert os.fstat(fd).st_blocks * 512 > size
+    b.kill()
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+    b.unmount()
+    c = mounts(1, reg=reg, one=True, timeout=15)
+    wait_until(lambda: os.stat(c / "stream").st_blocks * 512 == size, 15)
+    assert read_bytes(c / "stream") == chunk * 12

@@ -32,7 +32,9 @@
 #include "shmfs/util.h"
 
 /* Every path here is the short mkdtemp name plus a few components. */
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
 
 #define KIB 1024ull
 #define MIB (1024ull * 1024)
