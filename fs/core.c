@@ -225,8 +225,14 @@ static int replay_locked(struct shmfs_fs *fs)
 	struct shmfs_log_entry e;
 	int n = 0, rc;
 
-	if (fs->stats.stuck)
-		return -EUCLEAN;
+	/* Stuck on a bad record: look at it again (cheap, one record), since
+	 * a repair may have replaced it since; go on if it now reads well. */
+	if (fs->stats.stuck) {
+		if (shmfs_log_read(&fs->log, fs->pos, fs->seq, &e, fs->rbuf) == SHMFS_LOG_BAD)
+			return -EUCLEAN;
+		fs->stats.stuck = false;
+		fs->stats.resumed++;
+	}
 	for (;;) {
 		switch (shmfs_log_read(&fs->log, fs->pos, fs->seq, &e, fs->rbuf)) {
 		case SHMFS_LOG_REC:

@@ -437,6 +437,9 @@ static void *follower_main(void *arg)
 			log_msg(LOG_ERR, "log replay stopped at %s; serving what is intact (run fsck.shmfs)",
 				D.fs->stats.stuck_why);
 			D.stuck_reported = true;
+		} else if (rc != -EUCLEAN && D.stuck_reported) {
+			log_msg(LOG_NOTICE, "log replay resumed: the bad record was repaired");
+			D.stuck_reported = false;
 		}
 		send_invalidations();
 		send_retries();

@@ -47,6 +47,8 @@ struct shmfs_replay_stats {
 	bool stuck;             /* a published record failed verification */
 	uint64_t stuck_pos;     /* where */
 	char stuck_why[160];
+	uint64_t resumed;       /* times replay went on past where it was stuck
+	                         * (the record was repaired) */
 	char last_reject[200];  /* why the most recent rejected record was */
 };
 

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 """fsck.shmfs: exit codes, what it finds, what it repairs, and that a
 repaired region mounts and checks clean."""
+import errno
 import os
 import random
 import struct
@@ -528,3 +529,32 @@ def test_damaged_seal(region, daemons, damage):
     assert "seal" in n.doc["problems"][0]["message"]
     assert struct.unpack("<Q", r.log_read(pos, 8))[0] == LR_SEAL | seq
     assert daemons(region).listdir() == sorted(names + ["after-seal"])
+
+
+def test_mounted_daemon_resumes_after_forced_repair(region, daemons):
+    """A published record that fails its checksum stops a mounted daemon's
+    replay (it serves what it has, refuses changes with EIO and says so);
+    once fsck --force -y has cut the bad tail off, the daemon goes on
+    without a remount."""
+    r, names = populate(region, 6)
+    d = daemons(region, "-o", "host=alpha")
+    assert d.listdir() == names
+    pos, seq = r.log_end()
+    junk = bytearray(os.urandom(2000))
+    struct.pack_into("<Q", junk, 0, seq)
+    r.log_write(pos, junk)
+    deadline = time.monotonic() + 10
+    while "log replay stopped" not in d.output():
+        assert time.monotonic() < deadline, d.output()
+        time.sleep(0.01)
+    assert d.listdir() == names                         # still serving
+    with pytest.raises(OSError) as e:
+        (d.mnt / "refused").write_text("x")
+    assert e.value.errno == errno.EIO
+    y = fsck("-y", "--force", "--json", region)
+    assert y.rc == CORRECTED and "lr_csum" in codes(y), repr(y)
+    (d.mnt / "after").write_text("written after the repair")
+    assert "log replay resumed" in d.output()
+    assert d.listdir() == sorted(names + ["after"])
+    d.stop()
+    assert fsck("-n", region).rc == OK
