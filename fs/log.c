@@ -32,8 +32,10 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "shmfs/util.h"
 
@@ -372,4 +374,115 @@ int shmfs_lr_check_shape(const struct shmfs_log_rec *h, const void *payload, uin
 	default:
 		SHAPE("unknown record type %u", h->lr_type);
 	}
+}
+
+/* ---- resynchronising scans (tools) ----------------------------------------- */
+
+int shmfs_log_scan_init(struct shmfs_log_scan *s, const struct shmfs_log *log, int fd,
+			uint64_t fd_base)
+{
+	*s = (struct shmfs_log_scan){ .log = log, .fd = fd, .fd_base = fd_base };
+	s->chunk = malloc(SHMFS_LOG_SCAN_CHUNK + SHMFS_LR_HDR_SIZE);
+	s->buf = malloc(SHMFS_LR_PAYLOAD_MAX);
+	if (!s->chunk || !s->buf) {
+		shmfs_log_scan_fini(s);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void shmfs_log_scan_fini(struct shmfs_log_scan *s)
+{
+	free(s->chunk);
+	free(s->buf);
+	s->chunk = s->buf = NULL;
+}
+
+void shmfs_log_scan_copy(struct shmfs_log_scan *s, uint64_t pos, void *dst, size_t n)
+{
+	if (s->fd >= 0) {
+		if (pread(s->fd, dst, n, (off_t)(s->fd_base + pos)) == (ssize_t)n)
+			return;
+		s->fd = -1; /* not readable that way: use the mapping from now on */
+	}
+	memcpy(dst, s->log->base + pos, n);
+}
+
+/* Checksum a candidate, within the budget. */
+static bool scan_afford(struct shmfs_log_scan *s, uint64_t bytes)
+{
+	if (s->hashed > SHMFS_LOG_SCAN_BUDGET) {
+		s->gave_up = true;
+		return false;
+	}
+	s->hashed += bytes;
+	return true;
+}
+
+bool shmfs_log_scan_next(struct shmfs_log_scan *s, uint64_t from, uint64_t min_seq, bool seals,
+			 struct shmfs_log_anchor *a, struct shmfs_log_entry *e,
+			 uint64_t *first_nz)
+{
+	const struct shmfs_log *log = s->log;
+	uint64_t p = shmfs_round_up(from, SHMFS_LOG_ALIGN);
+
+	s->gave_up = false;
+	if (first_nz)
+		*first_nz = UINT64_MAX;
+	while (p < log->size) {
+		if (s->fd >= 0) {
+			off_t at = (off_t)(s->fd_base + p);
+			off_t data = lseek(s->fd, at, SEEK_DATA);
+			if (data < 0 && errno == ENXIO)
+				return false; /* holes to the end of the file */
+			if (data > at) {
+				p = shmfs_round_up((uint64_t)data - s->fd_base, SHMFS_LOG_ALIGN);
+				continue;
+			}
+		}
+		uint64_t n = SHMFS_MIN((uint64_t)SHMFS_LOG_SCAN_CHUNK, log->size - p);
+		uint64_t rd = SHMFS_MIN(n + SHMFS_LR_HDR_SIZE, log->size - p);
+		shmfs_log_scan_copy(s, p, s->chunk, rd);
+		for (uint64_t i = 0; i + 8 <= n; i += SHMFS_LOG_ALIGN) {
+			uint64_t w, at = p + i;
+			uint32_t len;
+
+			memcpy(&w, s->chunk + i, sizeof(w));
+			if (!w)
+				continue;
+			if (first_nz && *first_nz == UINT64_MAX)
+				*first_nz = at;
+			if (log->size - at < SHMFS_LR_HDR_SIZE || i + SHMFS_LR_HDR_SIZE > rd)
+				continue;
+			if (w & SHMFS_LR_SEAL) {
+				uint64_t sq = w & ~SHMFS_LR_SEAL;
+				if (!seals || sq < min_seq || sq == 0 || sq > SHMFS_LR_SEQ_MAX ||
+				    at + SHMFS_LOG_SEAL_SKIP > log->size - SHMFS_LR_HDR_SIZE)
+					continue;
+				if (!scan_afford(s, SHMFS_LR_HDR_SIZE))
+					return false;
+				enum shmfs_log_status st = shmfs_log_read(log, at + SHMFS_LOG_SEAL_SKIP,
+									 sq, e, s->buf);
+				if (st == SHMFS_LOG_REC || st == SHMFS_LOG_SEALED) {
+					*a = (struct shmfs_log_anchor){ at, sq, true };
+					return true;
+				}
+				continue;
+			}
+			if (w < min_seq || w > SHMFS_LR_SEQ_MAX)
+				continue;
+			memcpy(&len, s->chunk + i + offsetof(struct shmfs_log_rec, lr_len), sizeof(len));
+			if (len > SHMFS_LR_PAYLOAD_MAX)
+				continue;
+			if (!scan_afford(s, SHMFS_LR_HDR_SIZE + len))
+				return false;
+			if (shmfs_log_read(log, at, 0, e, s->buf) == SHMFS_LOG_REC &&
+			    e->hdr.lr_seq >= min_seq) {
+				*a = (struct shmfs_log_anchor){ at, e->hdr.lr_seq, false };
+				return true;
+			}
+		}
+		p += n;
+	}
+	return false;
 }

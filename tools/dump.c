@@ -49,8 +49,6 @@
 
 /* Resynchronisation may verify candidate records worth this many bytes of
  * hashing before it gives up (a hostile log full of near-records). */
-#define RESYNC_BUDGET (8ull * SHMFS_GIB)
-#define SCAN_CHUNK    (256u * 1024)
 #define NO_RECORD     UINT64_MAX
 
 /* ------------------------------------------------------------------ */
@@ -396,11 +394,8 @@ struct dump {
 
 	struct shmfs_log log;           /* log clipped to what the region holds */
 	bool have_log;
-	int scan_fd;                    /* pread/SEEK_DATA for scans, or -1 */
-	uint64_t scan_base;             /* file offset of log byte 0 */
+	struct shmfs_log_scan scan;     /* resynchronising past damage */
 	uint8_t *buf;                   /* SHMFS_LR_PAYLOAD_MAX */
-	uint8_t *chunk;                 /* SCAN_CHUNK + header */
-	uint64_t hashed;                /* resynchronisation work so far */
 
 	unsigned problems;
 	char **errors;                  /* JSON: every problem, in order */
@@ -886,17 +881,6 @@ static void print_seal(struct dump *d, const struct shmfs_log_entry *e)
 
 /* Log bytes [pos, pos+len) into buf: pread on files (holes cost nothing),
  * else a copy from the mapping. */
-static void read_log(struct dump *d, uint64_t pos, uint8_t *buf, size_t len)
-{
-	if (d->scan_fd >= 0) {
-		ssize_t n = pread(d->scan_fd, buf, len, (off_t)(d->scan_base + pos));
-		if (n == (ssize_t)len)
-			return;
-		d->scan_fd = -1; /* not readable that way: use the mapping from now on */
-	}
-	memcpy(buf, d->log.base + pos, len);
-}
-
 /*
  * The first position >= from where a record verifies (any sequence
  * number), with it read into *e; NO_RECORD if there is none, or if the
@@ -905,49 +889,11 @@ static void read_log(struct dump *d, uint64_t pos, uint8_t *buf, size_t len)
 static uint64_t scan_for_record(struct dump *d, uint64_t from, struct shmfs_log_entry *e,
 				bool *gave_up)
 {
-	uint64_t p = shmfs_round_up(from, SHMFS_LOG_ALIGN);
+	struct shmfs_log_anchor a;
+	bool found = shmfs_log_scan_next(&d->scan, from, 0, false, &a, e, NULL);
 
-	*gave_up = false;
-	while (p < d->log.size && d->log.size - p >= SHMFS_LR_HDR_SIZE) {
-		uint64_t n, rd;
-
-		if (d->scan_fd >= 0) {
-			off_t at = (off_t)(d->scan_base + p);
-			off_t data = lseek(d->scan_fd, at, SEEK_DATA);
-
-			if (data < 0 && errno == ENXIO)
-				return NO_RECORD; /* a hole to the end of the file */
-			if (data > at) {
-				p = shmfs_round_up((uint64_t)data - d->scan_base, SHMFS_LOG_ALIGN);
-				continue;
-			}
-		}
-		n = SHMFS_MIN((uint64_t)SCAN_CHUNK, d->log.size - p);
-		rd = SHMFS_MIN(n + 16, d->log.size - p);
-		read_log(d, p, d->chunk, rd);
-		for (uint64_t i = 0; i < n && i + 16 <= rd; i += SHMFS_LOG_ALIGN) {
-			uint64_t seq;
-			uint32_t len;
-
-			if (d->log.size - (p + i) < SHMFS_LR_HDR_SIZE)
-				return NO_RECORD;
-			memcpy(&seq, d->chunk + i, sizeof(seq));
-			if (seq == 0 || seq > SHMFS_LR_SEQ_MAX)
-				continue;
-			memcpy(&len, d->chunk + i + offsetof(struct shmfs_log_rec, lr_len), sizeof(len));
-			if (len > SHMFS_LR_PAYLOAD_MAX)
-				continue;
-			if (d->hashed > RESYNC_BUDGET) {
-				*gave_up = true;
-				return NO_RECORD;
-			}
-			d->hashed += SHMFS_LR_HDR_SIZE + len;
-			if (shmfs_log_read(&d->log, p + i, 0, e, d->buf) == SHMFS_LOG_REC)
-				return p + i;
-		}
-		p += n;
-	}
-	return NO_RECORD;
+	*gave_up = d->scan.gave_up;
+	return found ? a.pos : NO_RECORD;
 }
 
 /* ---- the walk -------------------------------------------------------- */
@@ -1168,10 +1114,10 @@ static void setup_log(struct dump *d)
 	}
 	d->log = (struct shmfs_log){ d->r.base + d->sb.sb_log_off, size, d->sb.sb_log_seed };
 	d->have_log = true;
-	d->scan_fd = -1;
+	/* A file is read with pread, its holes skipped without a look. */
 	if ((d->r.kind == SHMFS_REGION_FILE || d->r.kind == SHMFS_REGION_HUGETLBFS) && d->r.fd >= 0) {
-		d->scan_fd = d->r.fd;
-		d->scan_base = d->r.offset + d->sb.sb_log_off;
+		d->scan.fd = d->r.fd;
+		d->scan.fd_base = d->r.offset + d->sb.sb_log_off;
 	}
 }
 
@@ -1184,14 +1130,12 @@ int main(int argc, char **argv)
 	int ret = EX_BAD, rc;
 
 	d.o.f = stdout;
-	d.scan_fd = -1;
 	rc = parse_args(argc, argv, &d);
 	if (rc)
 		return rc < 0 ? EX_OK : rc;
 
 	d.buf = malloc(SHMFS_LR_PAYLOAD_MAX);
-	d.chunk = malloc(SCAN_CHUNK + 64);
-	if (!d.buf || !d.chunk) {
+	if (!d.buf || shmfs_log_scan_init(&d.scan, &d.log, -1, 0)) {
 		fprintf(stderr, PROG ": out of memory\n");
 		goto out_mem;
 	}
@@ -1264,7 +1208,7 @@ out_mem:
 	for (size_t i = 0; i < d.nerrors; i++)
 		free(d.errors[i]);
 	free(d.errors);
-	free(d.chunk);
+	shmfs_log_scan_fini(&d.scan);
 	free(d.buf);
 	return ret;
 }

@@ -83,8 +83,6 @@
 
 /* Scanning for records after damage: bytes of hashing allowed, and the
  * read size. */
-#define RESYNC_BUDGET (8ull * SHMFS_GIB)
-#define SCAN_CHUNK    (256u * 1024)
 #define NONE          UINT64_MAX
 #define STRIDE_MAX    shmfs_lr_stride(SHMFS_LR_PAYLOAD_MAX)
 
@@ -155,10 +153,8 @@ struct fsck {
 	struct shmfs_region r;
 	bool region_open;
 	struct shmfs_log log;
-	int scan_fd;
-	uint64_t scan_base;
-	uint8_t *buf, *buf2, *chunk;
-	uint64_t hashed;
+	struct shmfs_log_scan scan;     /* resynchronising past damage */
+	uint8_t *buf, *buf2;
 
 	struct slot *slots;
 	uint32_t nslots, nlive;
@@ -791,22 +787,6 @@ static void describe_damaged(uint64_t pos, uint64_t room, char *buf, size_t len,
 /* Pass 3: the log                                                     */
 /* ------------------------------------------------------------------ */
 
-static void read_log(uint64_t pos, uint8_t *buf, size_t len)
-{
-	if (F.scan_fd >= 0) {
-		ssize_t n = pread(F.scan_fd, buf, len, (off_t)(F.scan_base + pos));
-		if (n == (ssize_t)len)
-			return;
-		F.scan_fd = -1;
-	}
-	memcpy(buf, F.log.base + pos, len);
-}
-
-struct anchor {
-	uint64_t pos, seq;
-	bool seal;
-};
-
 /*
  * Scan the log from `from` for the first record that verifies with a
  * sequence number >= min_seq, or a seal whose record verifies 128 KiB on.
@@ -814,71 +794,14 @@ struct anchor {
  * Returns true with *a filled, or false (*gave_up if the work budget ran
  * out: a hostile log full of near-records).
  */
-static bool scan_log(uint64_t from, uint64_t min_seq, struct anchor *a, uint64_t *first_nz,
-		     bool *gave_up)
+static bool scan_log(uint64_t from, uint64_t min_seq, struct shmfs_log_anchor *a,
+		     uint64_t *first_nz, bool *gave_up)
 {
 	struct shmfs_log_entry e;
-	uint64_t p = shmfs_round_up(from, SHMFS_LOG_ALIGN);
+	bool found = shmfs_log_scan_next(&F.scan, from, min_seq, true, a, &e, first_nz);
 
-	*first_nz = NONE;
-	*gave_up = false;
-	while (p < F.log.size) {
-		if (F.scan_fd >= 0) {
-			off_t at = (off_t)(F.scan_base + p);
-			off_t data = lseek(F.scan_fd, at, SEEK_DATA);
-			if (data < 0 && errno == ENXIO)
-				return false; /* holes to the end of the file */
-			if (data > at) {
-				p = shmfs_round_up((uint64_t)data - F.scan_base, SHMFS_LOG_ALIGN);
-				continue;
-			}
-		}
-		uint64_t n = SHMFS_MIN((uint64_t)SCAN_CHUNK, F.log.size - p);
-		read_log(p, F.chunk, n);
-		for (uint64_t i = 0; i + 8 <= n; i += SHMFS_LOG_ALIGN) {
-			uint64_t w, at = p + i;
-			uint32_t len;
-			memcpy(&w, F.chunk + i, sizeof(w));
-			if (!w)
-				continue;
-			if (*first_nz == NONE)
-				*first_nz = at;
-			if (F.log.size - at < SHMFS_LR_HDR_SIZE)
-				continue;
-			if (w & SHMFS_LR_SEAL) {
-				uint64_t s = w & ~SHMFS_LR_SEAL;
-				if (s < min_seq || s > SHMFS_LR_SEQ_MAX || s == 0 ||
-				    at + SHMFS_LOG_SEAL_SKIP > F.log.size - SHMFS_LR_HDR_SIZE)
-					continue;
-				F.hashed += SHMFS_LR_HDR_SIZE;
-				enum shmfs_log_status st = shmfs_log_read(&F.log, at + SHMFS_LOG_SEAL_SKIP,
-									 s, &e, F.buf2);
-				if (st == SHMFS_LOG_REC || st == SHMFS_LOG_SEALED) {
-					*a = (struct anchor){ at, s, true };
-					return true;
-				}
-				continue;
-			}
-			if (w < min_seq || w > SHMFS_LR_SEQ_MAX)
-				continue;
-			memcpy(&len, F.log.base + at + offsetof(struct shmfs_log_rec, lr_len),
-			       sizeof(len));
-			if (len > SHMFS_LR_PAYLOAD_MAX)
-				continue;
-			if (F.hashed > RESYNC_BUDGET) {
-				*gave_up = true;
-				return false;
-			}
-			F.hashed += SHMFS_LR_HDR_SIZE + len;
-			if (shmfs_log_read(&F.log, at, 0, &e, F.buf2) == SHMFS_LOG_REC &&
-			    e.hdr.lr_seq >= min_seq) {
-				*a = (struct anchor){ at, e.hdr.lr_seq, false };
-				return true;
-			}
-		}
-		p += n;
-	}
-	return false;
+	*gave_up = F.scan.gave_up;
+	return found;
 }
 
 /* Apply one verified record to the private namespace, as replay does. */
@@ -919,7 +842,7 @@ static void apply(const struct shmfs_log_entry *e)
 static void list_lost(uint64_t pos, uint64_t cut)
 {
 	struct shmfs_log_entry e;
-	struct anchor an;
+	struct shmfs_log_anchor an;
 	char d[700], loc[96];
 	uint64_t ino, dir, n = 0, nz;
 	bool gave_up;
@@ -961,7 +884,7 @@ static bool damaged(uint64_t P, uint64_t S, bool at_end, const char *why, uint64
 {
 	struct check *c = F.c;
 	struct shmfs_log_entry e;
-	struct anchor an;
+	struct shmfs_log_anchor an;
 	uint64_t first_nz, ino, dir;
 	bool gave_up, found;
 	char loc[96], d[800];
@@ -1498,17 +1421,19 @@ static int run_check(struct check *c, bool after)
 	memset(c, 0, sizeof(*c));
 	F.c = c;
 	F.after = after;
-	F.hashed = 0;
 	rc = pass_super();
 	if (rc)
 		return rc;
 	const struct shmfs_super *sb = &c->sb;
 	F.log = (struct shmfs_log){ F.r.base + sb->sb_log_off, sb->sb_log_size, sb->sb_log_seed };
-	F.scan_fd = -1;
-	if ((F.r.kind == SHMFS_REGION_FILE || F.r.kind == SHMFS_REGION_HUGETLBFS) && F.r.fd >= 0) {
-		F.scan_fd = F.r.fd;
-		F.scan_base = F.r.offset + sb->sb_log_off;
-	}
+	/* A file is read with pread, its holes skipped without a look. */
+	bool file = (F.r.kind == SHMFS_REGION_FILE || F.r.kind == SHMFS_REGION_HUGETLBFS) &&
+		    F.r.fd >= 0;
+	F.scan.log = &F.log;
+	F.scan.fd = file ? F.r.fd : -1;
+	F.scan.fd_base = F.r.offset + sb->sb_log_off;
+	F.scan.hashed = 0;
+	F.scan.gave_up = false;
 	if (!F.watched && watch_hosts()) {
 		fprintf(stderr, PROG ": out of memory\n");
 		return FSCK_ERROR;
@@ -2132,11 +2057,9 @@ int main(int argc, char **argv)
 		return rc < 0 ? FSCK_OK : rc;
 	F.t0 = shmfs_mono_ns();
 	F.progress = isatty(STDOUT_FILENO) && !F.json;
-	F.scan_fd = -1;
 	F.buf = malloc(SHMFS_LR_PAYLOAD_MAX);
 	F.buf2 = malloc(SHMFS_LR_PAYLOAD_MAX);
-	F.chunk = malloc(SCAN_CHUNK);
-	if (!F.buf || !F.buf2 || !F.chunk) {
+	if (!F.buf || !F.buf2 || shmfs_log_scan_init(&F.scan, &F.log, -1, 0)) {
 		fprintf(stderr, PROG ": out of memory\n");
 		return FSCK_ERROR;
 	}

@@ -73,4 +73,52 @@ int shmfs_log_seal(const struct shmfs_log *log, uint64_t pos, uint64_t seq, uint
 
 const char *shmfs_lr_type_name(unsigned type);
 
+/*
+ * Resynchronising past damage (tools only: fsck, dump).  A scan looks, from
+ * a position on, at every aligned word for the start of a record that
+ * verifies, or of a seal whose next record verifies.  Checksumming
+ * candidates has a work budget for all the scans of one walk, so a hostile
+ * log full of near-records cannot make a tool run for ever.
+ */
+#define SHMFS_LOG_SCAN_CHUNK  (256u * 1024)
+#define SHMFS_LOG_SCAN_BUDGET (8ull << 30)  /* bytes checksummed per walk */
+
+struct shmfs_log_scan {
+	const struct shmfs_log *log;
+	int fd;                 /* the region's file, or -1: read with pread,
+	                         * holes (SEEK_DATA) skipped without a look */
+	uint64_t fd_base;       /* file offset of the log's first byte */
+	uint64_t hashed;        /* bytes checksummed so far */
+	bool gave_up;           /* the budget ran out */
+	uint8_t *chunk;         /* SHMFS_LOG_SCAN_CHUNK + SHMFS_LR_HDR_SIZE */
+	uint8_t *buf;           /* SHMFS_LR_PAYLOAD_MAX, for shmfs_log_read */
+};
+
+struct shmfs_log_anchor {
+	uint64_t pos;           /* a record, or a seal, starts here */
+	uint64_t seq;           /* its sequence number (a seal's: the record
+	                         * it replaces) */
+	bool seal;
+};
+
+/* Set up s (allocates its buffers; fd may be -1).  0 or -ENOMEM. */
+int shmfs_log_scan_init(struct shmfs_log_scan *s, const struct shmfs_log *log, int fd,
+			uint64_t fd_base);
+void shmfs_log_scan_fini(struct shmfs_log_scan *s);
+
+/* Copy n bytes of the log at pos (through the file when there is one). */
+void shmfs_log_scan_copy(struct shmfs_log_scan *s, uint64_t pos, void *dst, size_t n);
+
+/*
+ * The first anchor at or after from: a record that verifies with a sequence
+ * number >= min_seq (min_seq 0: any), or, with seals, a seal of a number >=
+ * min_seq whose next record (or seal) verifies.  A record's copy is left in
+ * *e (for a seal: its next record).  *first_nz, when not NULL, gets the
+ * first nonzero word at or after from (UINT64_MAX if none).  Returns true,
+ * or false when there is none (s->gave_up if the budget ran out).
+ */
+bool shmfs_log_scan_next(struct shmfs_log_scan *s, uint64_t from, uint64_t min_seq, bool seals,
+			 struct shmfs_log_anchor *a, struct shmfs_log_entry *e,
+			 uint64_t *first_nz);
+
 #endif /* SHMFS_LOG_H */
