@@ -882,6 +882,20 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *buf
 		fuse_reply_write(req, (size_t)rc);
 }
 
+/* Is the handle being closed the only one open here?  With *orphan, also:
+ * is the inode a nameless one this host keeps? */
+static bool last_handle(fuse_ino_t ino, bool *orphan)
+{
+	rcu_read_lock();
+	struct shmfs_inode *ip = shmfs_ns_iget(D.fs->ns, ino);
+	bool last = ip && __atomic_load_n(&ip->nopen, __ATOMIC_ACQUIRE) <= 1;
+	if (orphan)
+		*orphan = last && ip->orphan_host == (uint32_t)D.fs->slot + 1 &&
+			  !ip->attr->nlink && !ip->gone;
+	rcu_read_unlock();
+	return last;
+}
+
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)fi;
@@ -889,23 +903,17 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	/* close(2) waits for FLUSH but not for RELEASE: give the room reserved
 	 * ahead back here when this is the only open handle, so that df right
 	 * after close is exact. */
-	rcu_read_lock();
-	struct shmfs_inode *ip = shmfs_ns_iget(D.fs->ns, ino);
-	bool last = ip && __atomic_load_n(&ip->nopen, __ATOMIC_ACQUIRE) <= 1;
-	rcu_read_unlock();
+	bool last = last_handle(ino, NULL);
 	fuse_reply_err(req, D.readonly ? 0 : out_err(shmfs_op_flush(D.fs, ino, last)));
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	bool orphan;
+
 	(void)fi;
 	rcu_enter();
-	rcu_read_lock();
-	struct shmfs_inode *ip = shmfs_ns_iget(D.fs->ns, ino);
-	bool last = ip && __atomic_load_n(&ip->nopen, __ATOMIC_ACQUIRE) <= 1;
-	bool orphan = last && ip->orphan_host == (uint32_t)D.fs->slot + 1 && !ip->attr->nlink &&
-		      !ip->gone;
-	rcu_read_unlock();
+	bool last = last_handle(ino, &orphan);
 	if (!D.readonly)
 		shmfs_op_flush(D.fs, ino, last);
 	shmfs_fs_close_inode(D.fs, ino);
