@@ -1156,6 +1156,15 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 	rcu_enter();
 	if (refuse_ro(req))
 		return;
+	if (shmfs_op_xattr_is_virtual(name)) {
+		int rc = shmfs_op_set_virtual(D.fs, ino, name);
+		/* our own kernel drops the file's pages too (others do so when
+		 * they replay the record) */
+		if (!rc)
+			enqueue(INV_INODE, 0, ino, NULL, 0);
+		fuse_reply_err(req, out_err(rc));
+		return;
+	}
 	fuse_reply_err(req, out_err(shmfs_op_setxattr(D.fs, ino, name, value, size, flags)));
 }
 
@@ -1169,7 +1178,8 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	rc = shmfs_op_getxattr(D.fs, ino, name, buf, size);
+	rc = shmfs_op_xattr_is_virtual(name) ? shmfs_op_get_virtual(D.fs, ino, name, buf, size)
+					     : shmfs_op_getxattr(D.fs, ino, name, buf, size);
 	if (rc < 0)
 		fuse_reply_err(req, out_err(rc));
 	else if (!size)
@@ -1204,6 +1214,10 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	rcu_enter();
 	if (refuse_ro(req))
 		return;
+	if (shmfs_op_xattr_is_virtual(name)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
 	fuse_reply_err(req, out_err(shmfs_op_removexattr(D.fs, ino, name)));
 }
 

@@ -344,6 +344,7 @@ static int ext_release(struct shmfs_ns *ns, struct shmfs_inode *ip, uint64_t sta
 		nm = NULL;
 	}
 	rcu_assign_pointer(ip->ext, nm);
+	__atomic_store_n(&ip->layout_seq, ns->cur_seq, __ATOMIC_RELEASE);
 	retire(ns, &old->rcu, free_ext_cb);
 	return 0;
 }
@@ -385,6 +386,7 @@ static int ext_insert(struct shmfs_ns *ns, struct shmfs_inode *ip, struct shmfs_
 	nm->n = k;
 	struct shmfs_extmap *old = ip->ext;
 	rcu_assign_pointer(ip->ext, nm);
+	__atomic_store_n(&ip->layout_seq, ns->cur_seq, __ATOMIC_RELEASE);
 	if (old)
 		retire(ns, &old->rcu, free_ext_cb);
 	return 0;

@@ -31,6 +31,8 @@
 
 #include "shmfs/ns.h"
 #include "shmfs/rec.h"
+#include "shmfs/region.h"
+#include "shmfs/shmfs.h"
 #include "shmfs/util.h"
 
 #define PREALLOC_MAX (64ull << 20)
@@ -473,6 +475,114 @@ int shmfs_op_getxattr(struct shmfs_fs *fs, uint64_t ino, const char *name, void 
 	}
 	rcu_read_unlock();
 	return rc;
+}
+
+/* ---- the attributes libshmfs reads (include/shmfs/shmfs.h) ----------------- */
+
+bool shmfs_op_xattr_is_virtual(const char *name)
+{
+	return !strncmp(name, "user.shmfs.", 11);
+}
+
+static int map_info(struct shmfs_fs *fs, uint64_t ino, void *buf, size_t size)
+{
+	struct shmfs_map_info mi = { .mi_magic = SHMFS_MAP_MAGIC, .mi_version = SHMFS_MAP_VERSION,
+				     .mi_hdr_size = sizeof(mi), .mi_ino = ino,
+				     .mi_unit = fs->sb.sb_alloc_unit };
+	int rc = 0;
+
+	memcpy(mi.mi_uuid, fs->sb.sb_uuid, sizeof(mi.mi_uuid));
+	rcu_read_lock();
+	struct shmfs_inode *ip = shmfs_ns_iget(fs->ns, ino);
+	if (!ip || ip->type != S_IFREG) {
+		rcu_read_unlock();
+		return ip ? -ENODATA : -ENOENT;
+	}
+	mi.mi_gen = __atomic_load_n(&ip->layout_seq, __ATOMIC_ACQUIRE);
+	mi.mi_size = cur_size(ip);
+	const struct shmfs_extmap *m = rcu_dereference(ip->ext);
+	mi.mi_nextents = m ? m->n : 0;
+	size_t need = sizeof(mi) + (size_t)mi.mi_nextents * sizeof(struct shmfs_map_extent);
+	if (need > SHMFS_XATTR_SIZE_MAX)
+		rc = -E2BIG;
+	else if (size && size < need)
+		rc = -ERANGE;
+	else if (size) {
+		struct shmfs_map_extent *out = (void *)((uint8_t *)buf + sizeof(mi));
+		memcpy(buf, &mi, sizeof(mi));
+		for (uint32_t i = 0; i < mi.mi_nextents; i++) {
+			struct shmfs_map_extent me = { m->e[i].foff,
+						       fs->sb.sb_data_off + m->e[i].doff,
+						       m->e[i].len };
+			memcpy(&out[i], &me, sizeof(me));
+		}
+	}
+	rcu_read_unlock();
+	return rc ? rc : (int)need;
+}
+
+static int region_info(struct shmfs_fs *fs, void *buf, size_t size)
+{
+	const struct shmfs_region *r = fs->region;
+	struct shmfs_region_info ri = { .ri_magic = SHMFS_REGION_MAGIC,
+					.ri_version = SHMFS_MAP_VERSION,
+					.ri_hdr_size = sizeof(ri), .ri_offset = r->offset,
+					.ri_size = r->size, .ri_align = r->align };
+	size_t pl = strlen(r->path) + 1, need = sizeof(ri) + pl;
+
+	switch (r->kind) {
+	case SHMFS_REGION_FILE:
+	case SHMFS_REGION_HUGETLBFS:
+		ri.ri_type = SHMFS_RT_FILE;
+		break;
+	case SHMFS_REGION_DEVDAX:
+		ri.ri_type = SHMFS_RT_DEVDAX;
+		break;
+	case SHMFS_REGION_PCI:
+		ri.ri_type = SHMFS_RT_PCI;
+		break;
+	case SHMFS_REGION_UIO:
+		ri.ri_type = SHMFS_RT_UIO;
+		break;
+	default:
+		return -ENODATA; /* anonymous memory: nothing to open */
+	}
+	memcpy(ri.ri_uuid, fs->sb.sb_uuid, sizeof(ri.ri_uuid));
+	if (!size)
+		return (int)need;
+	if (size < need)
+		return -ERANGE;
+	memcpy(buf, &ri, sizeof(ri));
+	memcpy((uint8_t *)buf + sizeof(ri), r->path, pl);
+	return (int)need;
+}
+
+int shmfs_op_get_virtual(struct shmfs_fs *fs, uint64_t ino, const char *name, void *buf,
+			 size_t size)
+{
+	if (!strcmp(name, SHMFS_XATTR_MAP))
+		return map_info(fs, ino, buf, size);
+	if (!strcmp(name, SHMFS_XATTR_REGION))
+		return region_info(fs, buf, size);
+	return -ENODATA;
+}
+
+int shmfs_op_set_virtual(struct shmfs_fs *fs, uint64_t ino, const char *name)
+{
+	if (strcmp(name, SHMFS_XATTR_SYNC))
+		return -EPERM;
+	rcu_read_lock();
+	struct shmfs_inode *ip = shmfs_ns_iget(fs->ns, ino);
+	int type = ip ? (int)ip->type : 0;
+	rcu_read_unlock();
+	if (type != S_IFREG)
+		return ip ? -EINVAL : -ENOENT;
+	/* Publish whatever the mapping stored: a new mtime, whose record makes
+	 * every other host drop the file's cached pages. */
+	struct shmfs_lr_setattr sa = { .sa_valid = SHMFS_SA_MTIME | SHMFS_SA_CTIME };
+	sa.sa_mtime = sa.sa_ctime = now_time();
+	struct stat st;
+	return shmfs_op_setattr(fs, ino, &sa, &st);
 }
 
 int shmfs_op_listxattr(struct shmfs_fs *fs, uint64_t ino, char *buf, size_t size)

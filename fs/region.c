@@ -857,7 +857,18 @@ int shmfs_region_open(const char *spec, const struct shmfs_region_opts *opts,
 	r->readonly = opts->readonly;
 	r->fd = fd;
 	r->offset = s.offset;
-	snprintf(r->path, sizeof(r->path), "%s", path);
+	/* Absolute, so that it still names the region after a chdir (and for
+	 * the programs the daemon tells it to). */
+	char cwd[PATH_MAX];
+	size_t cl;
+	if (path[0] != '/' && getcwd(cwd, sizeof(cwd)) &&
+	    (cl = strlen(cwd)) + 1 + strlen(path) < sizeof(r->path)) {
+		memcpy(r->path, cwd, cl);
+		r->path[cl] = '/';
+		strcpy(r->path + cl + 1, path);
+	} else {
+		snprintf(r->path, sizeof(r->path), "%s", path);
+	}
 	return 0;
 
 fail:

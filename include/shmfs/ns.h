@@ -58,6 +58,7 @@ struct shmfs_inode {
 	uint32_t type;                  /* S_IFMT bits, immutable */
 	struct shmfs_attr *attr;        /* RCU */
 	struct shmfs_extmap *ext;       /* RCU; regular files, NULL = empty */
+	uint64_t layout_seq;            /* record that last changed ext */
 	struct shmfs_xattrs *xattrs;    /* RCU; NULL = none */
 	char *target;                   /* symlink target, immutable */
 	uint32_t target_len;

@@ -52,6 +52,14 @@ int shmfs_op_getxattr(struct shmfs_fs *fs, uint64_t ino, const char *name, void 
 int shmfs_op_listxattr(struct shmfs_fs *fs, uint64_t ino, char *buf, size_t size);
 int shmfs_op_removexattr(struct shmfs_fs *fs, uint64_t ino, const char *name);
 
+/* The attributes libshmfs reads and writes (names "user.shmfs.*", see
+ * include/shmfs/shmfs.h): computed, never stored, not listed.  set: only
+ * SHMFS_XATTR_SYNC (publishes an mtime); others are -EPERM. */
+bool shmfs_op_xattr_is_virtual(const char *name);
+int shmfs_op_get_virtual(struct shmfs_fs *fs, uint64_t ino, const char *name, void *buf,
+			 size_t size);
+int shmfs_op_set_virtual(struct shmfs_fs *fs, uint64_t ino, const char *name);
+
 /* Data.  A piece of a file's bytes: region memory, or a hole (NULL). */
 struct shmfs_piece {
 	const uint8_t *mem;     /* NULL for a hole: reads as zeros */
