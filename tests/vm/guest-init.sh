@@ -5,13 +5,15 @@
 # Kernel command line (all set by run.sh):
 #   shmfs.scenario=NAME   run guest_<role> from /scenarios/NAME.sh
 #   shmfs.role=N          1 or 2
+#   shmfs.phase=P         which boot of the scenario (1, the default, or 2):
+#                         phase P > 1 runs guest_<role>_phase<P> instead
 #   shmfs.wait=S          watchdog: give up (RESULT watchdog FAIL) after S s
 #   shmfs.fmt=1           instead: format the NVDIMM's raw namespace as devdax
 #                         (--map=mem) and report RESULT format PASS|FAIL
 #   shmfs.v.KEY=VALUE     exported to the scenario as KEY=VALUE
 #
 # What the scenario gets in its environment:
-#   ROLE SCENARIO WAIT, every shmfs.v.* variable, and
+#   ROLE PHASE SCENARIO WAIT, every shmfs.v.* variable, and
 #   DAX=/dev/dax0.0 DAX_SIZE DAX_ALIGN (bytes) DAX_NVDIMM_OFFSET (where
 #   dax0.0 starts in the NVDIMM, i.e. in the host's backing file), or DAX=""
 #   IVSHMEM_BDF (e.g. 0000:00:02.0) IVSHMEM_SIZE (BAR 2 bytes), or ""
@@ -24,12 +26,13 @@ export TMPDIR=/tmp HOME=/root
 # shellcheck source=tests/vm/lib.sh
 . /vm/lib.sh
 
-ROLE="" SCENARIO="" WAIT=120 FMT=""
+ROLE="" PHASE=1 SCENARIO="" WAIT=120 FMT=""
 # shellcheck disable=SC2013 # words, not lines
 for kv in $(cat /proc/cmdline); do
 	case $kv in
 	shmfs.scenario=*) SCENARIO=${kv#*=} ;;
 	shmfs.role=*) ROLE=${kv#*=} ;;
+	shmfs.phase=*) PHASE=${kv#*=} ;;
 	shmfs.wait=*) WAIT=${kv#*=} ;;
 	shmfs.fmt=*) FMT=${kv#*=} ;;
 	shmfs.v.*=*)
@@ -38,12 +41,12 @@ for kv in $(cat /proc/cmdline); do
 		;;
 	esac
 done
-export ROLE SCENARIO WAIT
+export ROLE PHASE SCENARIO WAIT
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
-echo "=== guest role=$ROLE scenario=$SCENARIO kernel=$(uname -r) uptime=$(uptime_s)s"
+echo "=== guest role=$ROLE phase=$PHASE scenario=$SCENARIO kernel=$(uname -r) uptime=$(uptime_s)s"
 
 bye() {
-	echo "=== done role=$ROLE scenario=$SCENARIO uptime=$(uptime_s)s"
+	echo "=== done role=$ROLE phase=$PHASE scenario=$SCENARIO uptime=$(uptime_s)s"
 	sync
 	poweroff -f
 	sleep 10 # poweroff -f does not return; if it did, panic=-1 ends the VM
@@ -53,7 +56,7 @@ bye() {
 # A hung scenario must still say so before run.sh's timeout kills QEMU.
 (
 	sleep "$WAIT"
-	echo "RESULT watchdog FAIL role $ROLE still running after ${WAIT}s"
+	echo "RESULT watchdog FAIL role $ROLE (phase $PHASE) still running after ${WAIT}s"
 	# shellcheck disable=SC2009 # the whole table, for the log
 	ps 2>/dev/null | grep -v ' \[' | sed 's/^/  | /'
 	poweroff -f
@@ -113,13 +116,15 @@ if [ ! -f "/scenarios/$SCENARIO.sh" ]; then
 fi
 # shellcheck disable=SC1090
 . "/scenarios/$SCENARIO.sh"
-if ! command -v "guest_$ROLE" >/dev/null 2>&1; then
-	fail scenario "$SCENARIO has no guest_$ROLE"
+GUEST_FN=guest_$ROLE
+[ "$PHASE" = 1 ] || GUEST_FN=guest_${ROLE}_phase$PHASE
+if ! command -v "$GUEST_FN" >/dev/null 2>&1; then
+	fail scenario "$SCENARIO has no $GUEST_FN"
 	bye
 fi
 cd /tmp || bye
 # In a subshell: a shell error that ends the scenario's shell (a failed
 # redirection on a special builtin, say) must not end PID 1.
-("guest_$ROLE")
-echo "=== guest_$ROLE exited with status $?"
+("$GUEST_FN")
+echo "=== $GUEST_FN exited with status $?"
 bye

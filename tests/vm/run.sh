@@ -12,7 +12,9 @@
 # the scenario's host_during beside them (it may mount the backing files on
 # the host, or kill a guest) and its host_check on the backing files once
 # they have exited, and checks that every expected RESULT line came out and
-# said PASS.
+# said PASS.  A scenario with PHASES=2 then boots its guests once more on the
+# same backing files (guest_<role>_phase2, host_during_phase2,
+# host_check_phase2).
 #
 #   -b DIR, SHMFS_VM_BIN   the project's binaries (default <repo>/build/bin)
 #   -k, SHMFS_VM_KEEP=1    keep the work directory (logs) even on success
@@ -245,49 +247,96 @@ NPASS=0 NFAIL=0 NSKIP=0
 declare -a SUMMARY=()
 
 # Scenario metadata, read in a subshell so scenarios cannot disturb us.
-scenario_meta() { # NAME -> has_host|has_during|GUESTS|EXPECT_1|EXPECT_2|EXPECT_HOST
+# HOST_FUNCS: the host_* functions it defines.  Then one line "P:R:NAME ..."
+# per source of RESULT lines, in the order they are reported: for each phase
+# P, each guest R's boot and the host (R=host), with the RESULT names it
+# must print (EXPECT_R; EXPECT_R_PHASEP from phase 2 on).  The host is a
+# source in a phase when the scenario expects RESULTs from it there or has
+# a host function for that phase.
+scenario_meta() { # NAME -> HOST_FUNCS|GUESTS|PHASES, then the sources
 	(
-		GUESTS=2 EXPECT_1="" EXPECT_2="" EXPECT_HOST=""
+		# shellcheck disable=SC2030 # this subshell's own
+		GUESTS=2 PHASES=1
 		# shellcheck disable=SC1090
 		. "$HERE/scenarios/$1.sh" >/dev/null 2>&1
-		h=0 hd=0
-		declare -F host_check >/dev/null && h=1
-		declare -F host_prepare >/dev/null && h=1
-		declare -F host_during >/dev/null && h=1 hd=1
-		echo "$h|$hd|$GUESTS|$EXPECT_1|$EXPECT_2|$EXPECT_HOST" | tr '\n\t' '  '
-		echo
+		funcs=""
+		for f in $(declare -F | awk '$3 ~ /^host_(prepare|during|check)(_phase[0-9]+)?$/ { print $3 }'); do funcs+="$f "; done
+		echo "$funcs|$GUESTS|$PHASES"
+		for ((p = 1; p <= PHASES; p++)); do
+			sfx=""
+			[ $p = 1 ] || sfx=_PHASE$p
+			for r in $(seq 1 "$GUESTS") host; do
+				v=EXPECT_${r^^}$sfx
+				v=${!v:-}
+				if [ "$r" = host ] && [ -z "${v// /}" ]; then
+					hf=0
+					for f in $funcs; do
+						case $f in
+						host_*_phase$p) hf=1 ;;
+						host_*_phase*) ;;
+						*) [ $p = 1 ] && hf=1 ;;
+						esac
+					done
+					[ $hf = 1 ] || continue
+				fi
+				echo "$p:$r:$v" | tr '\n\t' '  '
+				echo
+			done
+		done
 	)
 }
 
-# host_side NAME DIR NVIMG IVIMG FUNCTION: run the scenario's host_prepare
-# (before the guests boot), host_during (beside them) or host_check (after
-# they are gone), if it has one, in a subshell, with the scenario's values
-# and the host's binaries.
+# gname ROLE PHASE: the name of a boot's files (DIR/NAME.log, .pid, .rc,
+# .qemu, .killed): g1, g2 in phase 1; g1.p2, g2.p2 in phase 2.  For ROLE
+# "host", the host side's log (host.log, host.p2.log).
+gname() {
+	local n=$1
+	[ "$1" = host ] || n=g$1
+	if [ "$2" = 1 ]; then echo "$n"; else echo "$n.p$2"; fi
+}
+
+# host_side NAME DIR NVIMG IVIMG FUNCTION PHASE: run the scenario's
+# host_prepare (before the guests boot), host_during (beside them) or
+# host_check (after they are gone), or in phase 2 host_during_phase2 or
+# host_check_phase2, if it has one, in a subshell, with the scenario's
+# values and the host's binaries.
 host_side() {
 	local name=$1 d=$2
 	(
 		export NVIMG=$3 IVIMG=$4 BIN DAX_FILE_OFFSET NONCE UUID_A UUID_B UUID_C UUID_D LABEL
-		export LOG_1=$d/g1.log LOG_2=$d/g2.log NVSIZE IVSIZE
+		export PHASE=$6 LOG_1 LOG_2 NVSIZE IVSIZE
+		LOG_1=$d/$(gname 1 "$6").log LOG_2=$d/$(gname 2 "$6").log
+		# ginfo ROLE KEY: what guest ROLE last said as INFO KEY=..., in any
+		# phase so far
 		# shellcheck disable=SC2317 # used by the scenario's functions
-		ginfo() { tr -d '\r' <"$d/g$1.log" 2>/dev/null | sed -n "s/^INFO $2=//p" | tail -n 1; }
-		# ginfo_wait ROLE KEY SECONDS: wait for guest ROLE to say INFO KEY=...,
-		# print its value; 1 on timeout (or when that QEMU has exited).
+		ginfo() {
+			local p
+			for ((p = 1; p <= PHASE; p++)); do
+				tr -d '\r' <"$d/$(gname "$1" "$p").log" 2>/dev/null
+			done | sed -n "s/^INFO $2=//p" | tail -n 1
+		}
+		# ginfo_wait ROLE KEY SECONDS: wait for guest ROLE to say INFO KEY=...
+		# in this phase, print its value; 1 on timeout (or when that QEMU
+		# has exited).
 		# shellcheck disable=SC2317
 		ginfo_wait() {
-			local end=$((SECONDS + $3)) v
+			local end=$((SECONDS + $3)) v g
+			g=$d/$(gname "$1" "$PHASE")
 			while :; do
-				v=$(tr -d '\r' <"$d/g$1.log" 2>/dev/null | sed -n "s/^INFO $2=//p" | tail -n 1)
+				v=$(tr -d '\r' <"$g.log" 2>/dev/null | sed -n "s/^INFO $2=//p" | tail -n 1)
 				[ -n "$v" ] && { echo "$v"; return 0; }
-				[ "$SECONDS" -ge "$end" ] || [ -f "$d/g$1.rc" ] && return 1
+				[ "$SECONDS" -ge "$end" ] || [ -f "$g.rc" ] && return 1
 				sleep 0.1
 			done
 		}
-		# qemu_pid ROLE: the pid of guest ROLE's QEMU, if it still runs
+		# qemu_pid ROLE: the pid of guest ROLE's QEMU (this phase's), if it
+		# still runs
 		# shellcheck disable=SC2317
 		qemu_pid() {
-			local p
-			p=$(cat "$d/g$1.pid" 2>/dev/null) || return 1
-			tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -qF -- "-pidfile $d/g$1.pid" || return 1
+			local p g
+			g=$d/$(gname "$1" "$PHASE")
+			p=$(cat "$g.pid" 2>/dev/null) || return 1
+			tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -qF -- "-pidfile $g.pid" || return 1
 			echo "$p"
 		}
 		# signal_guest ROLE SIG: send SIG (STOP, CONT, KILL) to guest ROLE's
@@ -296,7 +345,7 @@ host_side() {
 		signal_guest() {
 			local p
 			p=$(qemu_pid "$1") || return 1
-			[ "$2" = KILL ] && date +%s.%N >"$d/g$1.killed"
+			[ "$2" = KILL ] && date +%s.%N >"$d/$(gname "$1" "$PHASE").killed"
 			kill -"$2" "$p"
 		}
 		cd "$d" || exit 1
@@ -307,13 +356,63 @@ host_side() {
 	)
 }
 
+# has_func FUNC: the scenario being run defines FUNC (one of HOST_FUNCS)
+has_func() { [[ " $HOST_FUNCS " == *" $1 "* ]]; }
+
+# run_phase NAME DIR PHASE NVIMG IVIMG ARGS: boot run_scenario's $guests
+# guests for PHASE, the scenario's host_during beside them, and its
+# host_check after they are gone (host_during_phaseP and host_check_phaseP
+# from phase 2 on).
+run_phase() {
+	local name=$1 d=$2 ph=$3 nv=$4 iv=$5 args=$6 sfx="" i p hpid="" hlog
+	local -a pids=()
+	[ "$ph" = 1 ] || sfx=_phase$ph
+	hlog=$d/$(gname host "$ph").log
+	for ((i = 1; i <= guests; i++)); do
+		boot "$d" "$(gname $i "$ph")" "$nv" "$iv" "$args shmfs.role=$i shmfs.phase=$ph" &
+		pids+=($!)
+		BOOT_PIDS+=($!)
+	done
+	if has_func "host_during$sfx"; then
+		host_side "$name" "$d" "$nv" "$iv" "host_during$sfx" "$ph" >>"$hlog" 2>&1 &
+		hpid=$!
+		BOOT_PIDS+=("$hpid")
+	fi
+	for p in "${pids[@]}"; do wait "$p"; done
+	if [ -n "$hpid" ]; then
+		# host_during has its own timeouts; this is the backstop.
+		for ((i = 0; i < 300; i++)); do
+			kill -0 "$hpid" 2>/dev/null || break
+			sleep 0.1
+		done
+		if kill -0 "$hpid" 2>/dev/null; then
+			echo "RESULT host_during$sfx FAIL still running 30 s after the guests exited; killed" >>"$hlog"
+			pkill -P "$hpid" 2>/dev/null
+			kill "$hpid" 2>/dev/null
+		fi
+		wait "$hpid" 2>/dev/null
+		# its mounts, if it left any
+		awk -v w="$d/" 'index($2, w) == 1 { print $2 }' /proc/mounts |
+			while read -r m; do
+				echo "RESULT host_left_mounted FAIL $m (unmounted by run.sh)"
+				umount "$m" 2>/dev/null || umount -l "$m"
+			done >>"$hlog" 2>&1
+	fi
+	BOOT_PIDS=() # all exited: never signal those pids again
+	# Host side: the scenario's host_check, on the files the guests used.
+	if has_func "host_check$sfx"; then
+		host_side "$name" "$d" "$nv" "$iv" "host_check$sfx" "$ph" >>"$hlog" 2>&1
+	fi
+}
+
 run_scenario() {
-	local name=$1 d=$WORK/$1 meta guests e1 e2 eh hashost hasduring nv iv i args t hpid=""
-	local -a pids=() problems=()
+	local name=$1 d=$WORK/$1 meta expects nv iv i ph args t tb boots="" HOST_FUNCS guests phases
+	local -a problems=() tails=()
 	t=$EPOCHREALTIME
 	mkdir -p "$d"
 	meta=$(scenario_meta "$name")
-	IFS='|' read -r hashost hasduring guests e1 e2 eh <<<"$meta"
+	IFS='|' read -r HOST_FUNCS guests phases <<<"$(head -n 1 <<<"$meta")"
+	expects=$(tail -n +2 <<<"$meta")
 
 	if ! new_shm nv nvdimm $NVSIZE || ! new_shm iv ivshmem $IVSIZE; then
 		FAILED=1
@@ -329,57 +428,29 @@ run_scenario() {
 	LABEL=vm-$NONCE
 	args="shmfs.scenario=$name shmfs.wait=$GUEST_WAIT"
 	for v in NONCE UUID_A UUID_B UUID_C UUID_D LABEL; do args+=" shmfs.v.$v=${!v}"; done
-	[ "$hashost" = 1 ] && host_side "$name" "$d" "$nv" "$iv" host_prepare >"$d/host.log" 2>&1
+	has_func host_prepare && host_side "$name" "$d" "$nv" "$iv" host_prepare 1 >"$d/host.log" 2>&1
 
-	for ((i = 1; i <= guests; i++)); do
-		boot "$d" "g$i" "$nv" "$iv" "$args shmfs.role=$i" &
-		pids+=($!)
-		BOOT_PIDS+=($!)
+	for ((ph = 1; ph <= phases; ph++)); do
+		tb=$EPOCHREALTIME
+		run_phase "$name" "$d" "$ph" "$nv" "$iv" "$args"
+		boots+="${boots:++}$(elapsed "$tb")"
 	done
-	if [ "$hasduring" = 1 ]; then
-		host_side "$name" "$d" "$nv" "$iv" host_during >>"$d/host.log" 2>&1 &
-		hpid=$!
-		BOOT_PIDS+=("$hpid")
-	fi
-	for p in "${pids[@]}"; do wait "$p"; done
-	if [ -n "$hpid" ]; then
-		# host_during has its own timeouts; this is the backstop.
-		for ((i = 0; i < 300; i++)); do
-			kill -0 "$hpid" 2>/dev/null || break
-			sleep 0.1
-		done
-		if kill -0 "$hpid" 2>/dev/null; then
-			echo "RESULT host_during FAIL still running 30 s after the guests exited; killed" >>"$d/host.log"
-			pkill -P "$hpid" 2>/dev/null
-			kill "$hpid" 2>/dev/null
-		fi
-		wait "$hpid" 2>/dev/null
-		# its mounts, if it left any
-		awk -v w="$d/" 'index($2, w) == 1 { print $2 }' /proc/mounts |
-			while read -r m; do
-				echo "RESULT host_left_mounted FAIL $m (unmounted by run.sh)"
-				umount "$m" 2>/dev/null || umount -l "$m"
-			done >>"$d/host.log" 2>&1
-	fi
-	BOOT_PIDS=() # all exited: never signal those pids again
-	local boot_s
-	boot_s=$(elapsed "$t")
-
-	# Host side: the scenario's host_check, on the files the guests used.
-	[ "$hashost" = 1 ] && host_side "$name" "$d" "$nv" "$iv" host_check >>"$d/host.log" 2>&1
 	rm -f "$nv" "$iv"
 
 	# Verdict: every expected RESULT present, none FAIL, QEMU exited 0.
-	local src log exp who n st detail verdict lines
-	for src in $(seq 1 "$guests") host; do
-		case $src in
-		host)
-			[ "$hashost" = 1 ] || [ -n "${eh// /}" ] || continue
-			log=$d/host.log exp=$eh who=host
-			;;
-		1) log=$d/g1.log exp=$e1 who=g1 ;;
-		*) log=$d/g$src.log exp=$e2 who=g$src ;;
-		esac
+	# Sources, phase by phase: each boot (g1, g2; g1p2, g2p2 in phase 2),
+	# then the host.
+	local src log exp who n st detail verdict lines g r nprob what
+	local -a srcs=()
+	while IFS=: read -r ph r exp; do
+		[ -n "$ph" ] && srcs+=("$ph:$r:$exp")
+	done <<<"$expects"
+	for src in "${srcs[@]}"; do
+		IFS=: read -r ph r exp <<<"$src"
+		g=$(gname "$r" "$ph")
+		log=$d/$g.log who=g$r nprob=${#problems[@]}
+		[ "$r" = host ] && who=host
+		[ "$ph" = 1 ] || [ "$r" = host ] || who+=p$ph
 		lines=$(tr -d '\r' <"$log" 2>/dev/null | grep '^RESULT ')
 		while read -r _ n st detail; do
 			[ -n "$n" ] || continue
@@ -402,20 +473,30 @@ run_scenario() {
 				problems+=("$who: $n missing")
 			fi
 		done
-		if [ "$src" != host ] && [ -f "$d/g$src.killed" ]; then
-			printf '   %-4s ----  %-26s %s\n' "$who" qemu "killed by the scenario (SIGKILL), exit $(cat "$d/g$src.rc" 2>/dev/null)"
-		elif [ "$src" != host ]; then
-			verdict=$(qemu_status "$d" "g$src")
+		verdict=""
+		if [ "$r" = host ]; then
+			:
+		elif [ -f "$d/$g.killed" ]; then
+			printf '   %-4s ----  %-26s %s\n' "$who" qemu "killed by the scenario (SIGKILL), exit $(cat "$d/$g.rc" 2>/dev/null)"
+		else
+			verdict=$(qemu_status "$d" "$g")
 			if [ -n "$verdict" ]; then
 				NFAIL=$((NFAIL + 1))
 				printf '   %-4s FAIL  %-26s %s\n' "$who" qemu "$verdict"
 				problems+=("$who: $verdict")
 			fi
 		fi
+		# What to show under the verdict: this source's log, if it failed
+		[ "${#problems[@]}" = "$nprob" ] && continue
+		what="guest $r serial console"
+		[ "$r" = host ] && what="host side"
+		[ "$ph" = 1 ] || what+=", phase $ph"
+		tails+=("$log|$what")
+		[ -n "$verdict" ] && tails+=("$d/$g.qemu|guest $r QEMU output")
 	done
 
 	if [ ${#problems[@]} = 0 ]; then
-		say "-- scenario $name: ok ($guests guest(s), boots ${boot_s} s, total $(elapsed "$t") s)"
+		say "-- scenario $name: ok ($guests guest(s)$([ "$phases" = 1 ] || echo ", $phases phases"), boots ${boots} s, total $(elapsed "$t") s)"
 		SUMMARY+=("ok    $name")
 	else
 		FAILED=1
@@ -424,13 +505,7 @@ run_scenario() {
 		plist=${plist%; }
 		say "-- scenario $name: FAILED ($guests guest(s), $(elapsed "$t") s): $plist"
 		SUMMARY+=("FAIL  $name: $plist")
-		for ((i = 1; i <= guests; i++)); do
-			if grep -q "^g$i:" <<<"$(printf '%s\n' "${problems[@]}")"; then
-				show_tail "$d/g$i.log" "guest $i serial console"
-				[ -n "$(qemu_status "$d" "g$i")" ] && show_tail "$d/g$i.qemu" "guest $i QEMU output"
-			fi
-		done
-		grep -q "^host:" <<<"$(printf '%s\n' "${problems[@]}")" && show_tail "$d/host.log" "host check"
+		for src in "${tails[@]}"; do show_tail "${src%%|*}" "${src#*|}"; done
 	fi
 }
 

@@ -23,14 +23,22 @@
 #            file and lists the directory
 #   host     after poweroff: fsck.shmfs -n on both (if the build has it: only
 #            what a crash leaves may be reported: a stale lease, a lock held
-#            by a dead host, its orphans and preallocation); shmfs-dump is
-#            consistent; a host mount shows every file closed before the kill
-#            with its checksum, the survivor's file, and the half-written one
-#            readable
+#            by a dead host, its orphans and preallocation); then fsck.shmfs
+#            -p repairs it (exit 1, or 0 if there was nothing) and fsck.shmfs
+#            -n finds it clean (exit 0); shmfs-dump is consistent, with no
+#            host left in the table; a host mount shows every file closed
+#            before the kill with its checksum, the survivor's file, and the
+#            half-written one readable
+#   phase 2  both guests boot again on the repaired filesystems and mount
+#            both: each checks the files closed before the kill
+#            (closed.sha256), publishes a file and reads the other's back,
+#            waits for the other (a barrier of marker files) and unmounts;
+#            then the host's fsck.shmfs -n must find both clean (exit 0)
 #
 # See scenarios/share.sh for the scenario contract.
 
 GUESTS=2
+PHASES=2 # the second boot: guest_1_phase2, guest_2_phase2, host_check_phase2
 FSS="dax ivshmem"
 T0=60 # s, for the other machine's boot
 T=20  # s, any later wait
@@ -42,8 +50,11 @@ each_fs() { # PATTERN: "%" replaced by each filesystem
 }
 EXPECT_1="$(each_fs "%_mount %_victim_load %_victim_dead %_survivor_stall %_victim_files %_after_crash %_umount")"
 EXPECT_2="$(each_fs "%_mount %_closed_files")"
-EXPECT_HOST="host_mkfs_dax host_mkfs_ivshmem kill_g2 $(each_fs "host_%_fsck host_%_dump host_%_remount
- host_%_closed_intact host_%_survivor_file host_%_half_written host_%_umount")"
+EXPECT_1_PHASE2="$(each_fs "%_remount %_closed_intact %_publish %_sees_g2 %_both_done %_umount")"
+EXPECT_2_PHASE2="$(each_fs "%_remount %_closed_intact %_publish %_sees_g1 %_both_done %_umount")"
+EXPECT_HOST="host_mkfs_dax host_mkfs_ivshmem kill_g2 $(each_fs "host_%_fsck host_%_repair host_%_fsck_clean
+ host_%_dump host_%_remount host_%_closed_intact host_%_survivor_file host_%_half_written host_%_umount")"
+EXPECT_HOST_PHASE2="$(each_fs "host_%_fsck_final")"
 
 fs_spec() {
 	if [ -n "${BIN:-}" ]; then # on the host: the backing files
@@ -258,6 +269,20 @@ host_during() {
 	done
 }
 
+# crash_leftovers FILE: the problem lines (they end in [CODE]) of fsck.shmfs
+# output FILE that a crash does not explain.  Left by a crash: a stale
+# lease, a lock held by a dead host, orphans of a dead host, leaked
+# preallocation.
+crash_leftovers() {
+	grep -E '\[[a-z_]+\]$' "$1" | grep -vE '\[(hs_heartbeat|ctl_lock|ex_foff)\]$' |
+		grep -vE 'orphan \(open on host slot .*\[rl_ino\]$'
+}
+# problem_codes FILE: "N CODE ..." for the problem lines of FILE
+problem_codes() {
+	grep -E '^[^ ].*\[[a-z_]+\]$' "$1" | grep -v '^after repair: ' | sed 's/.*\[\(.*\)\]$/\1/' |
+		sort | uniq -c | tr -s ' \n' '  '
+}
+
 # fsck_check NAME SPEC: fsck.shmfs -n; only what a crash leaves is allowed
 fsck_check() {
 	local out rc bad
@@ -268,17 +293,62 @@ fsck_check() {
 	out=$("$BIN/fsck.shmfs" -n "$2" 2>&1)
 	rc=$?
 	echo "$out" >"$1.out"
-	# Problem lines end in [CODE].  Left by a crash: a stale lease, a lock
-	# held by a dead host, orphans of a dead host, leaked preallocation.
-	bad=$(grep -E '\[[a-z_]+\]$' "$1.out" | grep -vE '\[(hs_heartbeat|ctl_lock|ex_foff)\]$' |
-		grep -vE 'orphan \(open on host slot .*\[rl_ino\]$')
+	bad=$(crash_leftovers "$1.out")
 	if [ $rc = 0 ]; then
 		pass "$1" "clean: $(tail -n 1 "$1.out")"
 	elif [ $rc = 4 ] && [ -z "$bad" ]; then
 		pass "$1" "exit 4, only what a crash leaves: $(grep -cE '\[[a-z_]+\]$' "$1.out") problem(s):" \
-			"$(grep -E '\[[a-z_]+\]$' "$1.out" | sed 's/.*\[\(.*\)\]$/\1/' | sort | uniq -c | tr -s ' \n' '  ')"
+			"$(problem_codes "$1.out")"
 	else
 		fail "$1" "exit $rc: $(echo "${bad:-$out}" | head -n 3 | tr '\n' ' ')"
+		show "$1.out"
+	fi
+}
+
+# fsck_repair NAME SPEC: fsck.shmfs -p (what fsck at boot would do): it
+# must find only what a crash leaves and repair all of it: exit 1, or 0
+# when it found nothing.  The repairs go into the log as INFO NAME.
+fsck_repair() {
+	local rc bad n did
+	if [ ! -x "$BIN/fsck.shmfs" ]; then
+		skip "$1" "no fsck.shmfs in $BIN"
+		return 0
+	fi
+	"$BIN/fsck.shmfs" -p "$2" >"$1.out" 2>&1 </dev/null
+	rc=$?
+	sed 's/^/  | /' "$1.out"
+	bad=$(crash_leftovers "$1.out")
+	n=$(grep -E '^[^ ].*\[[a-z_]+\]$' "$1.out" | grep -vc '^after repair: ')
+	# what it did: "  host slot 1 [hs_heartbeat]: slot freed"
+	did=$(grep -E '^  .*\[[a-z_]+\]: ' "$1.out" | sed 's/^ *//' | tr '\n' ';')
+	info "$1" "$did"
+	if [ -n "$bad" ]; then
+		fail "$1" "exit $rc; not what a crash leaves: $(echo "$bad" | head -n 3 | tr '\n' ' ')"
+		show "$1.out"
+	elif [ $rc = 1 ] && [ "$n" -gt 0 ] && ! grep -q '^after repair: ' "$1.out"; then
+		pass "$1" "exit 1, $n problem(s) found and repaired:$(problem_codes "$1.out")-> ${did%;}"
+	elif [ $rc = 0 ] && [ "$n" = 0 ]; then
+		pass "$1" "exit 0, nothing to repair: $(tail -n 1 "$1.out" | sed 's/^[^:]*: //')"
+	else
+		fail "$1" "exit $rc with $n problem(s) (want exit 1, every one repaired; or 0 and none):" \
+			"$(grep -E '^after repair: |not repaired' "$1.out" | head -n 3 | tr '\n' ' ')"
+		show "$1.out"
+	fi
+}
+
+# fsck_clean NAME SPEC: fsck.shmfs -n finds nothing: exit 0
+fsck_clean() {
+	local rc
+	if [ ! -x "$BIN/fsck.shmfs" ]; then
+		skip "$1" "no fsck.shmfs in $BIN"
+		return 0
+	fi
+	"$BIN/fsck.shmfs" -n "$2" >"$1.out" 2>&1
+	rc=$?
+	if [ $rc = 0 ]; then
+		pass "$1" "exit 0: $(tail -n 1 "$1.out" | sed 's/^[^:]*: //')"
+	else
+		fail "$1" "exit $rc: $(grep -E '\[[a-z_]+\]$' "$1.out" | head -n 3 | tr '\n' ' ')"
 		show "$1.out"
 	fi
 }
@@ -287,10 +357,17 @@ host_check() {
 	for fs in $FSS; do
 		spec=$(fs_spec "$fs")
 		m=$PWD/mnt-$fs
+		# What the crash left, then the repair, then nothing left.
 		fsck_check "host_${fs}_fsck" "$spec"
+		fsck_repair "host_${fs}_repair" "$spec"
+		fsck_clean "host_${fs}_fsck_clean" "$spec"
 		"$BIN/shmfs-dump" --json "$spec" >"$fs.json" 2>"$fs.json.err"
-		expect_json "host_${fs}_dump" "$fs.json" .consistent=true '.errors|length'=0
-		info "${fs}_after_crash" "$(jq -r '"\(.log.records) records, \(.log.seals) seal(s), hosts in the table: \([.hosts[] | "\(.name) (\(.state))"] | join(", "))"' "$fs.json")"
+		if [ -x "$BIN/fsck.shmfs" ]; then # repaired: the dead host's slot is free
+			expect_json "host_${fs}_dump" "$fs.json" .consistent=true '.errors|length'=0 '.hosts|length'=0
+		else
+			expect_json "host_${fs}_dump" "$fs.json" .consistent=true '.errors|length'=0
+		fi
+		info "${fs}_after_repair" "$(jq -r '"\(.log.records) records, \(.log.seals) seal(s), hosts in the table: \([.hosts[] | "\(.name) (\(.state))"] | join(", "))"' "$fs.json")"
 		fs_mount "host_${fs}_remount" "$spec" "$m" host || continue
 		# every file guest 2 closed before it was killed
 		bad="" n=0
@@ -317,9 +394,49 @@ host_check() {
 			fail "host_${fs}_half_written" "big: $(ls -l "$m/big" 2>&1) $out"
 		fi
 		fs_umount "host_${fs}_umount" "$m" "$spec" host
-		# For the report: what live hosts (the survivor, this remount)
-		# did not clean up after the crash.
-		[ -x "$BIN/fsck.shmfs" ] && info "${fs}_fsck_after_remount" \
+		# For the report: what this host's mount left (nothing, after the
+		# repair).
+		[ -x "$BIN/fsck.shmfs" ] && info "${fs}_fsck_after_host_mount" \
 			"$("$BIN/fsck.shmfs" -n "$spec" 2>&1 | sed -n 's/.*\[\([a-z_]*\)\]$/\1/p' | sort | uniq -c | tr -s ' \n' '  ')"
 	done
+}
+
+# ---- phase 2: both guests again, on the repaired filesystems ------------------
+phase2() { # ME OTHER
+	local me="$1" other="$2" fs m out w
+	FS_FOREGROUND=1 # keep libfuse's messages
+	head -c 262144 /dev/urandom >/tmp/p2.bin
+	for fs in $FSS; do fs_mount "${fs}_remount" "$(fs_spec "$fs")" "/mnt/$fs" "$me"; done
+	for fs in $FSS; do
+		m=/mnt/$fs
+		# every file guest 2 closed before it was killed, by its own list
+		if out=$(cd "$m" && sha256sum -c closed.sha256 2>&1); then
+			pass "${fs}_closed_intact" "$(echo "$out" | grep -c ': OK') files closed before the kill read back intact"
+		else
+			fail "${fs}_closed_intact" "sha256sum -c closed.sha256 in $m: $(echo "$out" | grep -v ': OK' | head -n 3 | tr '\n' ' ')"
+			fs_syslog
+		fi
+		publish "${fs}_publish" /tmp/p2.bin "$m" "p2_$me.bin"
+	done
+	w=$T0 # the other machine may still be booting; once it failed to show
+	for fs in $FSS; do # up, wait no more than 5 s (the watchdog is 90 s)
+		m=/mnt/$fs
+		verify_published "${fs}_sees_$other" "$m" "p2_$other.bin" $w || w=5
+		# Both have read the other's file before either unmounts.
+		if barrier "$m" p2_done "$me" $((w < T ? w : T)) "$other"; then
+			pass "${fs}_both_done" "$other is done too (${POLL_MS:-?} ms)"
+		else
+			fail "${fs}_both_done" "no p2_done.$other after $((w < T ? w : T))s"
+			w=5
+		fi
+	done
+	for fs in $FSS; do fs_umount "${fs}_umount" "/mnt/$fs" "$(fs_spec "$fs")" "$me"; done
+	fs_syslog
+}
+guest_1_phase2() { phase2 g1 g2; }
+guest_2_phase2() { phase2 g2 g1; }
+
+# After both guests' second mount and umount: nothing left to repair.
+host_check_phase2() {
+	for fs in $FSS; do fsck_clean "host_${fs}_fsck_final" "$(fs_spec "$fs")"; done
 }
