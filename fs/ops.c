@@ -333,6 +333,39 @@ static void zero_tail(struct shmfs_fs *fs, struct shmfs_inode *ip, uint64_t from
 	}
 }
 
+/* Store zeros over [p, p + len), page by page, where it is not zero yet. */
+static void clear_nonzero(uint8_t *p, uint64_t len)
+{
+	static const uint8_t zeros[4096];
+
+	while (len) {
+		size_t n = (size_t)SHMFS_MIN(len, sizeof(zeros));
+		if (memcmp(p, zeros, n))
+			memset(p, 0, n);
+		p += n;
+		len -= n;
+	}
+}
+
+/*
+ * The file grows from `from` to `to`: make what it exposes read as zeros
+ * where it is already mapped.  Units past EOF may hold bytes a writer
+ * stored but never published (it died before its flush, or its size was
+ * cut back), and growing the file must not reveal them.  Pages already
+ * zero are only read.  RCU read lock held.
+ */
+static void zero_exposed(struct shmfs_fs *fs, struct shmfs_inode *ip, uint64_t from, uint64_t to)
+{
+	const struct shmfs_extmap *m = rcu_dereference(ip->ext);
+
+	for (uint32_t i = 0; m && i < m->n && from < to; i++) {
+		const struct shmfs_extent *e = &m->e[i];
+		uint64_t a = SHMFS_MAX(from, e->foff), b = SHMFS_MIN(to, e->foff + e->len);
+		if (a < b)
+			clear_nonzero(data_ptr(fs, e->doff + (a - e->foff)), b - a);
+	}
+}
+
 int shmfs_op_setattr(struct shmfs_fs *fs, uint64_t ino, const struct shmfs_lr_setattr *in,
 		     struct stat *st)
 {
@@ -358,6 +391,8 @@ int shmfs_op_setattr(struct shmfs_fs *fs, uint64_t ino, const struct shmfs_lr_se
 		}
 		if (ip->type == S_IFREG && sa.sa_size < cur_size(ip))
 			zero_tail(fs, ip, sa.sa_size);
+		else if (ip->type == S_IFREG)
+			zero_exposed(fs, ip, cur_size(ip), sa.sa_size);
 	}
 	rcu_read_unlock();
 	/* Unflushed writes beyond the new size are not in the logged size, so
@@ -768,6 +803,9 @@ ssize_t shmfs_op_write(struct shmfs_fs *fs, uint64_t ino, uint64_t off, const vo
 	size_t done = 0;
 	rcu_read_lock();
 	ip = shmfs_ns_iget(fs->ns, ino);
+	/* a write past EOF leaves a gap that must read as zeros */
+	if (ip && off > size)
+		zero_exposed(fs, ip, size, off);
 	const struct shmfs_extmap *m = ip ? rcu_dereference(ip->ext) : NULL;
 	for (uint32_t i = 0; m && i < m->n && done < len; i++) {
 		const struct shmfs_extent *e = &m->e[i];
@@ -884,6 +922,8 @@ int shmfs_op_fallocate(struct shmfs_fs *fs, uint64_t ino, int mode, uint64_t off
 		rc = ip ? -ESTALE : -ENOENT;
 	else if (ip->type != S_IFREG)
 		rc = ip->type == S_IFDIR ? -EISDIR : -ENODEV;
+	else if (!keep && end > size)
+		zero_exposed(fs, ip, size, end);
 	rcu_read_unlock();
 
 	if (!rc && (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE))) {

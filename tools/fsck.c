@@ -1270,7 +1270,7 @@ static void pass_ns(void)
 			last_end = e->foff + e->len;
 			/* Only room a writer reserved ahead (SHMFS_EXT_F_AHEAD) and never
 			 * gave back is leaked; fallocate(KEEP_SIZE) space is wanted. */
-			uint64_t from = SHMFS_MAX(need, ip->ahead_from);
+			uint64_t from = SHMFS_MAX(need, shmfs_round_down(ip->ahead_from, unit));
 			if (ip->ahead_from && last_end > from)
 				beyond += last_end - SHMFS_MAX(from, e->foff);
 			for (uint64_t u = e->doff / unit, end = u + e->len / unit; u < end; u++) {
@@ -1297,7 +1297,8 @@ static void pass_ns(void)
 					"preallocation (repair: unmap it)", beyond, a->size)->a = ip->ino;
 			struct problem *p = F.nlive ? NULL : &c->pb.v[c->pb.n - 1];
 			if (p) {
-				p->b = need;
+				/* what the report counts, as a live host gives it back */
+				p->b = SHMFS_MAX(need, shmfs_round_down(ip->ahead_from, unit));
 				p->c = last_end;
 				p->ref_ino = ip->ino;
 			}

@@ -256,3 +256,39 @@ def test_reservation_of_a_dead_lone_host_comes_back_at_next_mount(make_region, m
     c = mounts(1, reg=reg, one=True, timeout=15)
     wait_until(lambda: os.stat(c / "stream").st_blocks * 512 == size, 15)
     assert read_bytes(c / "stream") == chunk * 12
+
+
+def test_bytes_a_dead_writer_never_published_stay_hidden(make_region, mounts):
+    """A host writes into a file and dies before its close publishes the
+    size.  Its bytes lie in units the file owns, past EOF; growing the file
+    later (a write past EOF, truncate up, fallocate) must show zeros there,
+    never those bytes."""
+    reg = make_region("64M", "--lease-ms", "500")
+    a, b = mounts(2, reg=reg)
+    secret = b"\xab" * 1000
+    for name in ("w", "t", "f"):
+        write_bytes(b / name, b"")
+    fds = []
+    for name in ("w", "t", "f"):
+        fd = os.open(b / name, os.O_WRONLY)
+        os.write(fd, secret)
+        fds.append(fd)
+    b.kill()
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    b.unmount()
+    for name in ("w", "t", "f"):
+        wait_until(lambda: os.stat(a / name).st_size == 0, 2)
+    with open(a / "w", "r+b") as f:
+        f.seek(4096)
+        f.write(b"x")
+    os.truncate(a / "t", 3 << 20)
+    fd = os.open(a / "f", os.O_RDWR)
+    os.posix_fallocate(fd, 0, 8192)
+    os.close(fd)
+    assert read_bytes(a / "w") == bytes(4096) + b"x"
+    assert read_bytes(a / "t") == bytes(3 << 20)
+    assert read_bytes(a / "f") == bytes(8192)
