@@ -175,6 +175,11 @@ void shmfs_host_restamp(struct shmfs_fs *fs)
 	__atomic_store_n(&h->hs_ident_csum, shmfs_host_ident_csum(h), __ATOMIC_RELEASE);
 }
 
+bool shmfs_host_lost(const struct shmfs_fs *fs)
+{
+	return fs->slot >= 0 && load(&slot(fs, (uint32_t)fs->slot)->hs_token) != fs->token;
+}
+
 void shmfs_host_beat(struct shmfs_fs *fs)
 {
 	if (fs->slot < 0)
@@ -259,6 +264,8 @@ int shmfs_lock_acquire(struct shmfs_fs *fs, bool *broke)
 	*broke = false;
 	if (fs->slot < 0 || fs->readonly)
 		return -EROFS;
+	if (shmfs_host_lost(fs))
+		return -ESTALE;
 	shmfs_host_beat(fs);
 	for (;;) {
 		uint64_t v = load(word);
@@ -281,6 +288,8 @@ int shmfs_lock_acquire(struct shmfs_fs *fs, bool *broke)
 				take = *broke = true;
 			}
 		}
+		if (take && shmfs_host_lost(fs))
+			return -ESTALE;
 		if (take) {
 			if (__atomic_compare_exchange_n(word, &v, mine, false, __ATOMIC_ACQ_REL,
 							__ATOMIC_RELAXED)) {

@@ -186,7 +186,8 @@ void shmfs_fs_close(struct shmfs_fs *fs)
  * reach -- the pin first, so that nobody sees the new position without it. */
 static void publish_progress(struct shmfs_fs *fs)
 {
-	if (fs->slot < 0)
+	/* A slot taken over (or overwritten) is no longer ours to write. */
+	if (fs->slot < 0 || shmfs_host_lost(fs))
 		return;
 	struct shmfs_host *h = shmfs_host_slot(fs->region->base, &fs->sb, (uint32_t)fs->slot);
 	__atomic_store_n(&h->hs_pin_seq, shmfs_ns_pin_seq(fs->ns), __ATOMIC_RELEASE);
@@ -429,4 +430,30 @@ void shmfs_fs_close_inode(struct shmfs_fs *fs, uint64_t ino)
 void shmfs_fs_heartbeat(struct shmfs_fs *fs)
 {
 	shmfs_host_beat(fs);
+}
+
+void shmfs_fs_free_stray_lock(struct shmfs_fs *fs)
+{
+	uint64_t next;
+	bool broke;
+
+	if (fs->slot < 0 || fs->readonly ||
+	    shmfs_lock_owner(__atomic_load_n(&fs->ctl->ctl_lock, __ATOMIC_ACQUIRE)) !=
+	    (uint32_t)fs->slot + 1)
+		return;
+	/* Busy: a thread of ours holds the lock, or is taking it (and will
+	 * break a stray word itself). */
+	if (pthread_mutex_trylock(&fs->replay_lock))
+		return;
+	if (!fs->locked && shmfs_lock_acquire(fs, &broke) == 0) {
+		/* As any lock breaker: whatever the "holder" half-wrote at the
+		 * tail is sealed off, never replayed. */
+		if (broke && replay_locked(fs) >= 0 &&
+		    shmfs_log_seal(&fs->log, fs->pos, fs->seq, &next) == 0) {
+			fs->stats.seals++;
+			fs->pos = next;
+		}
+		shmfs_lock_release(fs);
+	}
+	pthread_mutex_unlock(&fs->replay_lock);
 }

@@ -225,7 +225,8 @@ static void on_apply(void *ctx, const struct shmfs_log_rec *h, const void *paylo
  * An inode invalidation that finds no inode in the kernel can still lose a
  * race: a lookup that read the old attributes just before replay may
  * install them just after.  Such invalidations are sent again 5 ms and
- * 50 ms later (follower thread only).
+ * 50 ms later by the follower, and at once by an open of the inode, which
+ * must not see attributes older than what it caught up with (close-to-open).
  */
 #define RETRY_MAX 4096
 static struct retry {
@@ -233,23 +234,27 @@ static struct retry {
 	int left;
 } retries[RETRY_MAX];
 static size_t nretries;
+static pthread_mutex_t rlock = PTHREAD_MUTEX_INITIALIZER;
 
 static void retry_later(uint64_t ino, uint64_t now)
 {
+	pthread_mutex_lock(&rlock);
 	if (nretries == RETRY_MAX)
 		memmove(retries, retries + 1, --nretries * sizeof(retries[0]));
 	retries[nretries++] = (struct retry){ ino, now + 5000000, 2 };
+	pthread_mutex_unlock(&rlock);
 }
 
 static void send_retries(void)
 {
-	uint64_t now = shmfs_mono_ns();
-	size_t k = 0;
+	uint64_t now = shmfs_mono_ns(), due[64];
+	size_t k = 0, n = 0;
 
+	pthread_mutex_lock(&rlock);
 	for (size_t i = 0; i < nretries; i++) {
 		struct retry r = retries[i];
-		if (r.due <= now) {
-			fuse_lowlevel_notify_inval_inode(D.se, r.ino, 0, 0);
+		if (r.due <= now && n < SHMFS_ARRAY_SIZE(due)) {
+			due[n++] = r.ino;
 			if (--r.left == 0)
 				continue;
 			r.due = now + 45000000;
@@ -257,6 +262,25 @@ static void send_retries(void)
 		retries[k++] = r;
 	}
 	nretries = k;
+	pthread_mutex_unlock(&rlock);
+	for (size_t i = 0; i < n; i++)
+		fuse_lowlevel_notify_inval_inode(D.se, due[i], 0, 0);
+}
+
+/* Before an open replies: if an invalidation of ino may have lost the race
+ * above, drop the kernel's attributes now (only those: no page of an inode
+ * the kernel has just met can be stale, and touching pages from inside a
+ * request could deadlock). */
+static void retry_now(uint64_t ino)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&rlock);
+	for (size_t i = 0; i < nretries && !found; i++)
+		found = retries[i].ino == ino;
+	pthread_mutex_unlock(&rlock);
+	if (found)
+		fuse_lowlevel_notify_inval_inode(D.se, ino, -1, 0);
 }
 
 /* Send what is queued.  Follower thread only. */
@@ -328,6 +352,7 @@ static void reap_orphans(bool at_mount)
 	uint64_t inos[64];
 	size_t n = 0;
 	struct cds_lfht_iter it;
+	struct cds_lfht_node *node;
 	struct shmfs_inode *ip;
 	uint32_t self = (uint32_t)D.fs->slot + 1;
 
@@ -336,7 +361,10 @@ static void reap_orphans(bool at_mount)
 	if (!__atomic_load_n(&D.fs->ns->norphans, __ATOMIC_RELAXED))
 		return;
 	rcu_read_lock();
-	cds_lfht_for_each_entry(D.fs->ns->inodes, &it, ip, hnode) {
+	/* Nodes, not cds_lfht_for_each_entry(): that one ends on container_of
+	 * of NULL, arithmetic on a null pointer (UBSan). */
+	cds_lfht_for_each(D.fs->ns->inodes, &it, node) {
+		ip = caa_container_of(node, struct shmfs_inode, hnode);
 		if (!ip->orphan_host || ip->gone || ip->attr->nlink || n == SHMFS_ARRAY_SIZE(inos))
 			continue;
 		uint32_t owner = ip->orphan_host;
@@ -367,6 +395,7 @@ static void reap_ahead(bool at_mount)
 	bool any = false;
 	size_t n = 0;
 	struct cds_lfht_iter it;
+	struct cds_lfht_node *node;
 	struct shmfs_inode *ip;
 
 	if (nhosts > SHMFS_MAX_HOSTS)
@@ -383,7 +412,8 @@ static void reap_ahead(bool at_mount)
 	if (!any)
 		return;
 	rcu_read_lock();
-	cds_lfht_for_each_entry(D.fs->ns->inodes, &it, ip, hnode) {
+	cds_lfht_for_each(D.fs->ns->inodes, &it, node) {
+		ip = caa_container_of(node, struct shmfs_inode, hnode);
 		uint32_t h = __atomic_load_n(&ip->ahead_host, __ATOMIC_RELAXED);
 		if (h && h <= nhosts && dead[h - 1] && !ip->gone && n < SHMFS_ARRAY_SIZE(todo))
 			todo[n++] = (typeof(todo[0])){ ip->ino, h };
@@ -445,6 +475,8 @@ static void *follower_main(void *arg)
 		send_retries();
 		if (n % 10 == 0)
 			shmfs_fs_reap(D.fs);
+		if (n % 10 == 5 && !D.readonly)
+			shmfs_fs_free_stray_lock(D.fs);
 		if (++n % 200 == 0 && !D.readonly) {
 			reap_orphans(false);
 			reap_ahead(false);
@@ -459,13 +491,35 @@ static void *beater_main(void *arg)
 {
 	struct timespec t = { D.fs->sb.sb_heartbeat_ms / 1000,
 			      (long)(D.fs->sb.sb_heartbeat_ms % 1000) * 1000000L };
+	bool lost_reported = false;
 	(void)arg;
 
 	while (!D.stop) {
 		shmfs_fs_heartbeat(D.fs);
+		if (!lost_reported && shmfs_host_lost(D.fs)) {
+			log_msg(LOG_ERR, "host slot %d was overwritten or taken over by another host: "
+				"this host changes no more metadata (reads go on); remount, and run "
+				"fsck.shmfs if the host table is damaged", D.fs->slot);
+			lost_reported = true;
+		}
 		nanosleep(&t, NULL);
 	}
 	return NULL;
+}
+
+/* Replay met a record whose checksum is right but whose contents no correct
+ * writer produces: every host skips it.  Say which (a flood is cut short). */
+static void on_reject(void *ctx, const struct shmfs_log_entry *e, const char *why)
+{
+	static unsigned long n;
+	(void)ctx;
+
+	if (++n <= 100)
+		log_msg(LOG_ERR, "rejected record %" PRIu64 " (%s) at log offset %" PRIu64
+			", skipped: %s (run fsck.shmfs)", e->hdr.lr_seq,
+			shmfs_lr_type_name(e->hdr.lr_type), e->pos, why);
+	if (n == 100 || (n > 100 && n % 10000 == 0))
+		log_msg(LOG_ERR, "%lu records rejected so far; not reporting each one", n);
 }
 
 /* ---- request handlers ------------------------------------------------------ */
@@ -509,6 +563,10 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ASYNC_READ;
 	conn->max_readahead = 1 << 20;
 	conn->time_gran = 1;
+	/* open(O_TRUNC) as OPEN then SETATTR: with an atomic O_TRUNC the kernel
+	 * leaves clearing setuid/setgid to the filesystem, which cannot tell
+	 * whether the caller has CAP_FSETID; as a setattr, the kernel does it. */
+	conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -518,11 +576,18 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 	rcu_enter();
 	uint64_t seq = __atomic_load_n(&D.fs->seq, __ATOMIC_ACQUIRE);
+	uint64_t pos = __atomic_load_n(&D.fs->pos, __ATOMIC_ACQUIRE);
 	rc = shmfs_op_lookup(D.fs, parent, name, &st);
 	/* just created on another host?  (checked without a lock first, so a
-	 * negative lookup never queues behind a writer) */
-	if (rc == -ENOENT && shmfs_fs_behind(D.fs) && shmfs_fs_replay(D.fs) > 0)
-		rc = shmfs_op_lookup(D.fs, parent, name, &st);
+	 * negative lookup never queues behind a writer)  Look again whenever
+	 * anything was applied since the first look: also by the follower,
+	 * which may have replayed the record in the meantime. */
+	if (rc == -ENOENT) {
+		if (shmfs_fs_behind(D.fs))
+			shmfs_fs_replay(D.fs);
+		if (__atomic_load_n(&D.fs->pos, __ATOMIC_ACQUIRE) != pos)
+			rc = shmfs_op_lookup(D.fs, parent, name, &st);
+	}
 	if (!rc && __atomic_load_n(&D.fs->seq, __ATOMIC_ACQUIRE) != seq) {
 		/* a record was applied meanwhile: do not let the kernel keep
 		 * attributes that may predate it */
@@ -764,6 +829,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 	}
 	shmfs_fs_open_inode(D.fs, ino);
+	retry_now(ino);
 	opened(fi, told);
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		shmfs_fs_close_inode(D.fs, ino);
@@ -1308,8 +1374,10 @@ struct conf {
 static const struct fuse_opt conf_opts[] = {
 	CONF_OPT("host=%s", host),
 	CONF_OPT("ro", ro),
+	{ "rw", offsetof(struct conf, ro), 0 }, /* the last of ro and rw wins, as in the kernel */
 	CONF_OPT("nodefault_permissions", nodefperm),
 	FUSE_OPT_KEY("ro", FUSE_OPT_KEY_KEEP),
+	FUSE_OPT_KEY("rw", FUSE_OPT_KEY_KEEP),
 	FUSE_OPT_END
 };
 
@@ -1323,6 +1391,20 @@ static int conf_proc(void *data, const char *arg, int key, struct fuse_args *out
 		return 0;
 	}
 	return 1;
+}
+
+/* host=NAME goes into the host table, dumps and logs: no spaces or
+ * control characters. */
+static bool good_host_name(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 1 || n >= SHMFS_HOST_NAME_MAX)
+		return false;
+	for (; *s; s++)
+		if ((unsigned char)*s <= ' ' || *s == 0x7f)
+			return false;
+	return true;
 }
 
 static void usage(const char *prog)
@@ -1374,8 +1456,9 @@ int main(int argc, char **argv)
 		ret = 2;
 		goto out_args;
 	}
-	if (conf.host && (!conf.host[0] || strlen(conf.host) >= SHMFS_HOST_NAME_MAX)) {
-		fprintf(stderr, "shmfs: host name must be 1 to %u bytes\n", SHMFS_HOST_NAME_MAX - 1);
+	if (conf.host && !good_host_name(conf.host)) {
+		fprintf(stderr, "shmfs: host name must be 1 to %u bytes, without spaces or control "
+			"characters\n", SHMFS_HOST_NAME_MAX - 1);
 		ret = 2;
 		goto out_args;
 	}
@@ -1426,6 +1509,7 @@ int main(int argc, char **argv)
 	fopts.readonly = D.readonly;
 	fopts.join = true;
 	fopts.host_name = conf.host;
+	fopts.on_reject = on_reject;
 	rc = shmfs_fs_prepare(&D.region, &fopts, &D.fs, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "shmfs: %s: %s\n", conf.region, err);

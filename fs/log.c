@@ -247,7 +247,8 @@ int shmfs_lr_check_shape(const struct shmfs_log_rec *h, const void *payload, uin
 			if (c.cr_parent != 0 || c.cr_name_len != 0 || !S_ISDIR(c.cr_mode))
 				SHAPE("root create must be a nameless directory without parent");
 		} else {
-			if (c.cr_ino == 0 || c.cr_parent == 0)
+			/* UINT64_MAX would wrap the next free inode number to 0 */
+			if (c.cr_ino == 0 || c.cr_ino == UINT64_MAX || c.cr_parent == 0)
 				SHAPE("create of inode %" PRIu64 " in %" PRIu64 " is invalid",
 				      c.cr_ino, c.cr_parent);
 			if (!good_name(p + sizeof(c), c.cr_name_len))

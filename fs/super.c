@@ -208,6 +208,11 @@ int shmfs_super_check(const struct shmfs_super *sb, uint64_t region_size,
 	if (sb->sb_log_size % SHMFS_PAGE || sb->sb_log_size < SHMFS_MIN_LOG ||
 	    sb->sb_log_size > SHMFS_MAX_LOG)
 		BAD("log size %" PRIu64 " is invalid", sb->sb_log_size);
+	/* Before adding them up: an offset near 2^64 would wrap around. */
+	if (sb->sb_log_off > sb->sb_region_size ||
+	    sb->sb_log_size > sb->sb_region_size - sb->sb_log_off)
+		BAD("log offset %" PRIu64 " and size %" PRIu64 " do not fit the region",
+		    sb->sb_log_off, sb->sb_log_size);
 	log_end = sb->sb_log_off + sb->sb_log_size;
 	if (sb->sb_data_off % unit || sb->sb_data_off < log_end)
 		BAD("data area offset %" PRIu64 " overlaps the log or is unaligned", sb->sb_data_off);
@@ -217,7 +222,7 @@ int shmfs_super_check(const struct shmfs_super *sb, uint64_t region_size,
 		BAD("data area size %" PRIu64 " does not fit the region", sb->sb_data_size);
 	if (!sb->sb_log_seed)
 		BAD("log seed is zero");
-	if (sb->sb_lease_ms < 2 * sb->sb_heartbeat_ms || sb->sb_heartbeat_ms == 0 ||
+	if (sb->sb_lease_ms < 2ull * sb->sb_heartbeat_ms || sb->sb_heartbeat_ms == 0 ||
 	    sb->sb_lease_ms > 3600 * 1000)
 		BAD("lease %u ms / heartbeat %u ms are invalid", sb->sb_lease_ms,
 		    sb->sb_heartbeat_ms);

@@ -182,7 +182,7 @@ static void on_sigbus(int sig)
 /* Messages                                                            */
 /* ------------------------------------------------------------------ */
 
-static char *xvasprintf(const char *fmt, va_list ap)
+static char *__attribute__((format(printf, 1, 0))) xvasprintf(const char *fmt, va_list ap)
 {
 	char *s = NULL;
 
@@ -879,6 +879,34 @@ static void list_lost(uint64_t pos, uint64_t cut)
  * word, looked past in case it was zeroed).  Decide what it is, report it,
  * and say where the walk goes on.  Returns true to go on at *pos, *seq.
  */
+/*
+ * Record 1 is the root directory, and every other record depends on it.
+ * When damage starting at pos 0 is bridged, record 1 is rebuilt as mkfs
+ * wrote it (a directory 0755 owned by root; later setattr records still
+ * apply) instead of becoming a NOOP -- if the k records of the gap can be
+ * the root's 88 bytes and k - 1 NOOPs.
+ */
+static bool root_fits(uint64_t P, uint64_t S, uint64_t gap, uint64_t k)
+{
+	uint64_t rs = shmfs_lr_stride(sizeof(struct shmfs_lr_create));
+
+	return P == 0 && S == 1 && k >= 1 && gap >= rs + (k - 1) * SHMFS_LR_HDR_SIZE &&
+	       gap - rs <= (k - 1) * STRIDE_MAX;
+}
+
+static void root_record(const struct shmfs_super *sb, struct shmfs_log_rec *h,
+			struct shmfs_lr_create *cr)
+{
+	memset(h, 0, sizeof(*h));
+	memset(cr, 0, sizeof(*cr));
+	h->lr_seq = 1;
+	h->lr_type = SHMFS_LR_CREATE;
+	h->lr_len = sizeof(*cr);
+	h->lr_time = sb->sb_mkfs_time;
+	cr->cr_ino = SHMFS_ROOT_INO;
+	cr->cr_mode = S_IFDIR | 0755;
+}
+
 static bool damaged(uint64_t P, uint64_t S, bool at_end, const char *why, uint64_t *pos,
 		    uint64_t *seq)
 {
@@ -966,22 +994,32 @@ static bool damaged(uint64_t P, uint64_t S, bool at_end, const char *why, uint64
 		c->pb.v[c->pb.n - 1].c = S;
 		c->seals++;
 	} else if (k >= 1 && gap >= k * SHMFS_LR_HDR_SIZE && gap <= k * STRIDE_MAX) {
+		bool root = root_fits(P, S, gap, k);
 		struct problem *p = problem(at_end ? "lr_seq" : "lr_csum",
 					    FIX_FILL, false, loc,
 					    "%s; the log is intact again from pos %" PRIu64
 					    " (%s %" PRIu64 ") (repair: the %" PRIu64 " damaged byte%s "
 					    "become%s %" PRIu64 " NOOP record%s, so that what follows "
-					    "survives); lost: %s%s", why, an.pos, an.seal ? "seal of record" :
+					    "survives%s); lost: %s%s", why, an.pos, an.seal ? "seal of record" :
 					    "record", an.seq, gap, gap == 1 ? "" : "s",
-					    gap == 1 ? "s" : "", k, k == 1 ? "" : "s", d,
+					    gap == 1 ? "s" : "", k, k == 1 ? "" : "s",
+					    root ? "; the first rebuilt as the root directory, 0755, owned by "
+					    "root" : "", d,
 					    k > 1 ? " and the records after it up to the next one" : "");
+		if (root) {
+			/* Walk on as if repaired: the root exists. */
+			struct shmfs_lr_create rcr;
+			struct shmfs_log_entry re = { .pos = P, .payload = (uint8_t *)&rcr };
+			root_record(&c->sb, &re.hdr, &rcr);
+			apply(&re);
+		}
 		p->a = P;
 		p->b = an.pos;
 		p->c = S;
 		p->d = k;
 		p->ref_ino = ino;
 		p->ref_dir = dir;
-		c->lost += k;
+		c->lost += k - root;
 	} else {
 		/* Valid records follow, but the gap cannot hold the missing
 		 * sequence numbers: the log can only be cut here. */
@@ -1130,6 +1168,7 @@ static void pass_ns(void)
 	struct check *c = F.c;
 	struct shmfs_ns *ns = c->ns;
 	struct cds_lfht_iter it;
+	struct cds_lfht_node *node;
 	struct shmfs_inode *ip;
 	struct shmfs_dentry *d;
 	uint64_t unit = c->sb.sb_alloc_unit, nunits = c->sb.sb_data_size / unit;
@@ -1144,7 +1183,10 @@ static void pass_ns(void)
 		exit(FSCK_ERROR);
 	}
 	rcu_read_lock();
-	cds_lfht_for_each_entry(ns->inodes, &it, ip, hnode) {
+	/* Nodes, not cds_lfht_for_each_entry(): that one ends on container_of
+	 * of NULL, arithmetic on a null pointer (UBSan). */
+	cds_lfht_for_each(ns->inodes, &it, node) {
+		ip = caa_container_of(node, struct shmfs_inode, hnode);
 		if (k == cap) {
 			cap *= 2;
 			II = realloc(II, cap * sizeof(*II));
@@ -1160,7 +1202,8 @@ static void pass_ns(void)
 
 	/* Directory entries: parents, targets, unique names, counts. */
 	uint64_t nd = 0;
-	cds_lfht_for_each_entry(ns->dentries, &it, d, hnode) {
+	cds_lfht_for_each(ns->dentries, &it, node) {
+		d = caa_container_of(node, struct shmfs_dentry, hnode);
 		struct inode_info *di = ii_find(d->dir), *ti = ii_find(d->ino);
 		esc(d->name, d->name_len, n1, sizeof(n1));
 		snprintf(loc, sizeof(loc), "directory %" PRIu64, d->dir);
@@ -1535,7 +1578,25 @@ static int fill(uint64_t P, uint64_t X, uint64_t S, uint64_t k)
 {
 	uint64_t gap = X - P, pos = X;
 	int rc = shmfs_repair_set_seq(&F.log, P, 0);
+	bool root = root_fits(P, S, gap, k);
 
+	if (root) { /* NOOPs after the root's 88 bytes */
+		gap -= shmfs_lr_stride(sizeof(struct shmfs_lr_create));
+		for (uint64_t i = k - 1; !rc && i-- > 0;) {
+			uint64_t st = fill_stride(gap, k - 1, i);
+			pos -= st;
+			rc = shmfs_repair_noop(&F.log, pos, S + 1 + i, st, NULL, true);
+		}
+		if (!rc && pos == P + shmfs_lr_stride(sizeof(struct shmfs_lr_create))) {
+			struct shmfs_log_rec h;
+			struct shmfs_lr_create cr;
+			uint64_t next;
+			root_record(&F.c->sb, &h, &cr);
+			rc = shmfs_log_append(&F.log, P, 1, &h, &cr, &next);
+			pos = rc ? pos : P;
+		}
+		return rc ? rc : pos == P ? 0 : -EIO;
+	}
 	for (uint64_t i = k; !rc && i-- > 0;) {
 		uint64_t st = fill_stride(gap, k, i);
 		pos -= st;

@@ -26,6 +26,12 @@ void shmfs_host_leave(struct shmfs_fs *fs);
 /* Record a new pid in our slot (after a daemon forks). */
 void shmfs_host_restamp(struct shmfs_fs *fs);
 void shmfs_host_beat(struct shmfs_fs *fs);
+/* Has our slot's token changed under us?  Then another host took the slot
+ * over (we were silent for a lease) or overwrote it: as far as the others
+ * can tell our lease is over -- they may release our orphans, reuse space
+ * we pin, break a lock we hold -- so we must not change metadata again:
+ * shmfs_lock_acquire() refuses with -ESTALE. */
+bool shmfs_host_lost(const struct shmfs_fs *fs);
 
 /* Is the host in slot i alive, as far as this host has watched it?  A slot
  * is dead when free, or when its heartbeat stood still for a lease of our

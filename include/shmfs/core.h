@@ -130,6 +130,15 @@ int shmfs_fs_commit(struct shmfs_fs *fs, uint16_t type, uint16_t flags,
 void shmfs_fs_heartbeat(struct shmfs_fs *fs);
 
 /*
+ * Free the metadata lock if its word names this host's slot while no thread
+ * of this host holds or is taking it: an earlier life of the slot died
+ * holding it, or another host wrote the word.  Waiters would otherwise wait
+ * for ever, since this host's heartbeat keeps moving.  One atomic load when
+ * there is nothing to do; the daemon calls it periodically.
+ */
+void shmfs_fs_free_stray_lock(struct shmfs_fs *fs);
+
+/*
  * Allocate up to want units of data for a writer holding the lock: first
  * release freed space that no live host can reach any more, then find a
  * run.  The space is the caller's to map with an extent record.
