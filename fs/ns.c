@@ -280,11 +280,32 @@ uint64_t shmfs_ns_reap(struct shmfs_ns *ns, uint64_t safe_seq)
 		if (p->seq < safe_seq && !(p->pinned && open_here(ns, p->ino))) {
 			shmfs_alloc_pend(&ns->alloc, p->first, p->n, false);
 			released += p->n;
-		} else {
-			ns->pending[k++] = *p;
+			p->seq = 0; /* released (records are numbered from 1) */
 		}
 	}
 	rcu_read_unlock();
+	/* A unit freed, reused by another host and freed again is in two
+	 * entries: releasing the older one must leave it pending for the
+	 * newer one, which other hosts may still be reading through.  Such a
+	 * unit is now free and unmarked inside an entry still pending (no
+	 * other unit is: pend_free marks, reuse makes it used), so one pass
+	 * over the entries left marks it again -- not a pass per pair of
+	 * entries, which after replaying a long log held the replay lock for
+	 * seconds. */
+	bool any = released;
+	for (size_t i = 0; any && i < ns->npending; i++) {
+		const struct shmfs_pending *p = &ns->pending[i];
+		for (uint64_t u = p->first; p->seq && u < p->first + p->n; u++) {
+			if ((ns->alloc.pend[u / 64] >> (u % 64) & 1) ||
+			    !shmfs_alloc_is_free(&ns->alloc, u, 1))
+				continue;
+			shmfs_alloc_pend(&ns->alloc, u, 1, true);
+			released--;
+		}
+	}
+	for (size_t i = 0; i < ns->npending; i++)
+		if (ns->pending[i].seq)
+			ns->pending[k++] = ns->pending[i];
 	ns->npending = k;
 	return released;
 }

@@ -27,8 +27,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "shmfs/coord.h"
 #include "shmfs/ns.h"
 #include "shmfs/rec.h"
 #include "shmfs/region.h"
@@ -754,6 +756,48 @@ static int allocate_locked(struct shmfs_fs *fs, uint64_t ino, uint64_t from, uin
 	return 0;
 }
 
+/*
+ * Out of space, but space freed by other records is still pending: it is
+ * reused only once every live host has applied the record that freed it,
+ * and a host that has just mounted counts every slot in use as live until
+ * it has watched it for a lease (a host killed long ago included).  Wait
+ * for that, as ext4 waits for a journal commit before it reports ENOSPC:
+ * true (after a short sleep) while it is worth trying again.  Space held
+ * by a pin (a file still open on a live host) is not waited for.
+ */
+static bool wait_for_pending(struct shmfs_fs *fs, uint64_t *deadline)
+{
+	struct timespec ts = { 0, 5000000 };
+	uint64_t now = shmfs_mono_ns(), applied;
+	bool held = false;
+
+	if (!*deadline)
+		*deadline = now + fs->lease_ns + fs->lease_ns / 2;
+	if (now >= *deadline)
+		return false;
+	pthread_mutex_lock(&fs->replay_lock);
+	/* reusable since the allocator looked (a host just found dead, or
+	 * the follower reaped): try again at once */
+	shmfs_ns_reap(fs->ns, shmfs_hosts_safe_seq(fs));
+	bool ready = fs->ns->alloc.nfree > fs->ns->alloc.npend;
+	applied = fs->seq;
+	for (uint32_t i = 0; i < fs->sb.sb_max_hosts; i++) {
+		if ((int)i == fs->slot || !shmfs_host_live_locked(fs, i))
+			continue;
+		struct shmfs_host *h = shmfs_host_slot(fs->region->base, &fs->sb, i);
+		applied = SHMFS_MIN(applied, __atomic_load_n(&h->hs_applied_seq, __ATOMIC_ACQUIRE) + 1);
+	}
+	for (size_t k = 0; k < fs->ns->npending && !held; k++)
+		held = fs->ns->pending[k].seq >= applied;
+	pthread_mutex_unlock(&fs->replay_lock);
+	if (ready)
+		return true;
+	if (!held)
+		return false;
+	nanosleep(&ts, NULL);
+	return true;
+}
+
 ssize_t shmfs_op_write(struct shmfs_fs *fs, uint64_t ino, uint64_t off, const void *buf,
 		       size_t len)
 {
@@ -778,6 +822,8 @@ ssize_t shmfs_op_write(struct shmfs_fs *fs, uint64_t ino, uint64_t off, const vo
 			uint64_t ahead = SHMFS_MIN(SHMFS_MAX(size, len), PREALLOC_MAX);
 			to = shmfs_round_up(end + ahead, unit);
 		}
+		uint64_t deadline = 0;
+retry:
 		rc = shmfs_fs_lock(fs);
 		if (rc)
 			return rc;
@@ -795,6 +841,8 @@ ssize_t shmfs_op_write(struct shmfs_fs *fs, uint64_t ino, uint64_t off, const vo
 			ip->prealloc_end = reach;
 		rcu_read_unlock();
 		shmfs_fs_unlock(fs);
+		if (rc == -ENOSPC && wait_for_pending(fs, &deadline))
+			goto retry;
 		if (rc && rc != -ENOSPC)
 			return rc;
 		/* Out of space: write what fits (a short write), as POSIX wants. */
@@ -952,7 +1000,17 @@ int shmfs_op_fallocate(struct shmfs_fs *fs, uint64_t ino, int mode, uint64_t off
 			rc = shmfs_fs_commit(fs, SHMFS_LR_EXTENT_UNMAP, 0, rbuf,
 					     shmfs_rec_extent(rbuf, ino, us, 0, ue - us, 0));
 	} else if (!rc) {
+		/* Extents come whole units at unit offsets of the data area, itself
+		 * unit aligned, and the unit is a multiple of the region's mapping
+		 * alignment: what fallocate allocates can be mapped directly. */
 		rc = allocate_locked(fs, ino, shmfs_round_down(off, unit), shmfs_round_up(end, unit), 0);
+		/* Room a write stream reserved ahead goes back at the last close,
+		 * from EOF on; what the caller asks for here is to stay. */
+		rcu_read_lock();
+		ip = shmfs_ns_iget(fs->ns, ino);
+		if (!rc && keep && ip && ip->prealloc_end > shmfs_round_down(off, unit))
+			ip->prealloc_end = shmfs_round_down(off, unit);
+		rcu_read_unlock();
 	}
 	if (!rc && !keep && end > size) {
 		struct shmfs_lr_setattr sa = { .sa_ino = ino, .sa_valid = SHMFS_SA_SIZE |

@@ -50,11 +50,13 @@ static struct shmfs_fs *open_ro(struct shmfs_region *r, int *rc)
 static void invariants(struct shmfs_fs *fs)
 {
 	struct cds_lfht_iter it;
-	struct shmfs_inode *ip;
+	struct cds_lfht_node *node;
 	uint64_t used = 0;
 
 	rcu_read_lock();
-	cds_lfht_for_each_entry(fs->ns->inodes, &it, ip, hnode) {
+	/* (cds_lfht_for_each_entry ends on container_of(NULL): UBSan) */
+	cds_lfht_for_each(fs->ns->inodes, &it, node) {
+		struct shmfs_inode *ip = caa_container_of(node, struct shmfs_inode, hnode);
 		for (uint32_t k = 0; ip->ext && k < ip->ext->n; k++) {
 			struct shmfs_extent *e = &ip->ext->e[k];
 			CHECK(e->doff + e->len <= fs->sb.sb_data_size, "extent outside data area");
