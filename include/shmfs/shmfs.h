@@ -12,6 +12,11 @@
  *     shmfs_sync(p, len);                  // make read() on every mount see it
  *     shmfs_unmap(p, len);
  *
+ * Stores through the mapping are visible at once to every other direct
+ * mapping of the file, on every host: they are stores into the shared
+ * memory itself.  Programs that cannot be changed get the same through
+ * the LD_PRELOAD shim libshmfs-preload.so.  See docs/direct-mapping.md.
+ *
  * How it works: the daemon publishes each regular file's extent map and the
  * region's identity as read-only extended attributes (below).  The library
  * opens the region itself (devdax device, PCI resource file or regular
@@ -97,9 +102,12 @@ struct shmfs_region_info {
 /* ---- libshmfs --------------------------------------------------------------- */
 
 /*
- * Map a file of a shmfs mount directly.  prot: PROT_READ and/or PROT_WRITE;
- * flags: 0 (MAP_SHARED semantics; MAP_PRIVATE is not offered).  *len: bytes
- * to map from offset 0 (0 = the file's size); on return, the length mapped.
+ * Map a file of a shmfs mount directly.  prot: PROT_READ and/or PROT_WRITE
+ * (PROT_EXEC and PROT_NONE are passed on); flags: 0 or MAP_SHARED (the
+ * semantics are always MAP_SHARED; MAP_PRIVATE is not offered), optionally
+ * with MAP_POPULATE.  *len: bytes to map from offset 0 (0 = the file's
+ * size); on return, the length mapped.  The range may end anywhere in the
+ * file's last page, not beyond.
  * Every byte of the range must be allocated: with PROT_WRITE, holes are
  * allocated first (fallocate, keeping the size); else a hole is an error.
  * Returns the address, or NULL with errno set and shmfs_map_error() saying
@@ -107,29 +115,76 @@ struct shmfs_region_info {
  *   ENOTSUP  not a file of a shmfs mount, or a region that cannot be mapped
  *            by extent (UIO), or extents not aligned to the region's
  *            mapping alignment (reformat with a larger --alloc-unit)
- *   EACCES   the caller may not open the region (or the file)
- *   ENODEV   the region's UUID is not the mount's
+ *   EACCES   the caller may not open the region (or the file), or the file
+ *            is not open for what prot asks (as mmap(2))
+ *   ENODEV   the region's UUID is not the mount's (reformatted or replaced
+ *            since the mount), or the region is missing on this host
  *   ESTALE   the file's layout kept changing while it was being mapped
  *   EINVAL   bad arguments, a hole in a read-only mapping, *len past EOF
+ *   E2BIG    the file has too many extents to publish (over 2,700)
+ *   ENOSPC   no space to allocate the holes of a writable mapping
  */
 void *shmfs_map(const char *path, int prot, int flags, size_t *len);
 
 /* The same for an open file (not closed by the library; it may be closed
- * by the caller after the call: the library keeps its own descriptor). */
+ * by the caller after the call: the library keeps its own descriptor).
+ * With PROT_WRITE the file must be open for reading and writing. */
 void *shmfs_map_fd(int fd, int prot, int flags, size_t *len);
 
-/* Unmap a mapping made by shmfs_map (whole: addr and len as returned). */
+/*
+ * The general form: map [offset, offset + *len) of an open file (*len 0:
+ * to the end of the file).  offset is a multiple of the page size.  addr
+ * is a hint, as for mmap(2), or with MAP_FIXED or MAP_FIXED_NOREPLACE in
+ * flags the address to map at (page aligned; on a region whose mapping
+ * alignment is larger than a page, such as devdax, addr and offset must be
+ * multiples of it, and with MAP_FIXED so must *len).  MAP_FIXED replaces
+ * whatever was mapped there, direct mappings included; if it fails, the
+ * range may have been unmapped.  Errors as shmfs_map(), and EEXIST for
+ * MAP_FIXED_NOREPLACE over a mapping.
+ */
+void *shmfs_map_fd_at(int fd, uint64_t offset, size_t *len, int prot, int flags,
+		      void *addr);
+
+/*
+ * Unmap, like munmap(2): the whole of a mapping (addr and len as
+ * returned) or any page-aligned part of one or of several; everything in
+ * the range is unmapped.  The library closes its descriptor of the file
+ * once no part of a mapping of it is left, which lets the filesystem reuse
+ * the file's freed space.  EINVAL if the range holds no direct mapping (a
+ * range that does is unmapped as munmap would, even where it also covers
+ * other memory).  Do not unmap direct mappings with munmap(2) itself: the
+ * library would keep the file open.
+ */
 int shmfs_unmap(void *addr, size_t len);
 
-/* Publish stores made through the mapping: read() on every mount (and
- * files' mtime) reflect them afterwards. */
+/*
+ * Resize or move a direct mapping, like mremap(2).  flags: 0,
+ * MREMAP_MAYMOVE, or MREMAP_MAYMOVE | MREMAP_FIXED (then new_addr is where
+ * to).  Shrinking unmaps the tail.  Growing maps the file's next bytes
+ * after the mapping if the addresses there are free, else (with
+ * MREMAP_MAYMOVE) maps the whole new range elsewhere and unmaps the old;
+ * without MREMAP_MAYMOVE that is ENOMEM.  The file must be long enough
+ * (EINVAL), and with PROT_WRITE its holes are allocated as for shmfs_map().
+ * [old_addr, old_addr + old_len) must lie within one direct mapping
+ * (EFAULT).  Returns the new address, or NULL with errno set.
+ */
+void *shmfs_remap(void *old_addr, size_t old_len, size_t new_len, int flags, void *new_addr);
+
+/*
+ * Publish stores made through the direct mappings in [addr, addr + len):
+ * read() on every mount (and the files' mtime) reflect them afterwards.
+ * ENOMEM if the range holds no direct mapping; ESTALE if a file's layout
+ * changed under the mapping since it was made (another host truncated it,
+ * punched a hole, or deleted and recreated its space): stores made through
+ * it then went to the file's old space, not to the file.
+ */
 int shmfs_sync(void *addr, size_t len);
 
 /* What went wrong in the calling thread's last failed call (never NULL). */
 const char *shmfs_map_error(void);
 
 /* Is addr inside a mapping made by this library?  Then *base and *len (if
- * not NULL) describe that mapping. */
+ * not NULL) describe that mapping (whole pages). */
 int shmfs_is_mapped(const void *addr, void **base, size_t *len);
 
 #ifdef __cplusplus
