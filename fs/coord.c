@@ -53,6 +53,7 @@ uint64_t shmfs_host_ident_csum(const struct shmfs_host *h)
 
 	memcpy(&c, h, sizeof(c));
 	c.hs_heartbeat = c.hs_heartbeat_ns = c.hs_applied_seq = c.hs_pin_seq = 0;
+	memset(c.hs_pins, 0, sizeof(c.hs_pins));
 	c.hs_state = c.hs_flags = 0;
 	c.hs_ident_csum = c.hs_pad1 = 0;
 	return shmfs_hash(&c, sizeof(c), 0x486f7374);
@@ -201,6 +202,10 @@ void shmfs_host_leave(struct shmfs_fs *fs)
 	uint64_t tok = fs->token;
 
 	if (load(&h->hs_token) == tok) {
+		/* a free slot holds nothing but zeros (fsck checks) */
+		for (uint32_t k = 0; k < SHMFS_HOST_PINS; k++)
+			__atomic_store_n(&h->hs_pins[k], 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&h->hs_pin_seq, 0, __ATOMIC_RELEASE);
 		__atomic_store_n(&h->hs_state, SHMFS_HOST_FREE, __ATOMIC_RELEASE);
 		__atomic_compare_exchange_n(&h->hs_token, &tok, 0, false, __ATOMIC_ACQ_REL,
 					    __ATOMIC_RELAXED);
@@ -231,16 +236,25 @@ uint64_t shmfs_hosts_safe_seq(struct shmfs_fs *fs)
 {
 	uint64_t safe = fs->seq;
 
+	fs->npins = 0;
 	for (uint32_t i = 0; i < fs->sb.sb_max_hosts; i++) {
 		if ((int)i == fs->slot || !shmfs_host_live_locked(fs, i))
 			continue;
 		struct shmfs_host *h = slot(fs, i);
+		/* hs_pin_seq before the list: a seq moves from the one to the
+		 * other by a store into the list, then a store that raises
+		 * hs_pin_seq (see publish_progress) */
 		uint64_t applied = load(&h->hs_applied_seq), pin = load(&h->hs_pin_seq);
 		uint64_t s = applied + 1;
 		if (pin && pin < s)
 			s = pin;
 		if (s < safe)
 			safe = s;
+		for (uint32_t k = 0; k < SHMFS_HOST_PINS; k++) {
+			uint64_t p = load(&h->hs_pins[k]);
+			if (p && p < s)
+				fs->pins[fs->npins++] = p;
+		}
 	}
 	return safe;
 }

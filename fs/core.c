@@ -111,7 +111,8 @@ int shmfs_fs_prepare(struct shmfs_region *r, const struct shmfs_fs_opts *o,
 	fs->on_reject_ctx = o->on_reject_ctx;
 	fs->rbuf = malloc(SHMFS_LR_PAYLOAD_MAX);
 	fs->watch = calloc(fs->sb.sb_max_hosts, sizeof(*fs->watch));
-	if (!fs->rbuf || !fs->watch) {
+	fs->pins = calloc((size_t)fs->sb.sb_max_hosts * SHMFS_HOST_PINS, sizeof(*fs->pins));
+	if (!fs->rbuf || !fs->watch || !fs->pins) {
 		rc = -ENOMEM;
 		goto fail;
 	}
@@ -178,19 +179,34 @@ void shmfs_fs_close(struct shmfs_fs *fs)
 	shmfs_ns_free(fs->ns);
 	free(fs->rbuf);
 	free(fs->watch);
+	free(fs->pins);
 	pthread_mutex_destroy(&fs->replay_lock);
 	free(fs);
 }
 
-/* Tell other hosts what we have applied and what freed space we still
- * reach -- the pin first, so that nobody sees the new position without it. */
+/*
+ * Tell other hosts what we have applied and what freed space we still
+ * reach -- the pins first, so that nobody sees the new position without
+ * them.  A pinned record stays in its hs_pins entry while it is pinned, or
+ * is covered by hs_pin_seq; one moves from hs_pin_seq into a freed entry
+ * by a store into the entry, then a store that raises hs_pin_seq: a reader
+ * that loads hs_pin_seq, then the entries, sees it in one or the other.
+ * Records newly pinned are above hs_applied_seq, stored last.  Under
+ * replay_lock.
+ */
 static void publish_progress(struct shmfs_fs *fs)
 {
 	/* A slot taken over (or overwritten) is no longer ours to write. */
 	if (fs->slot < 0 || shmfs_host_lost(fs))
 		return;
 	struct shmfs_host *h = shmfs_host_slot(fs->region->base, &fs->sb, (uint32_t)fs->slot);
-	__atomic_store_n(&h->hs_pin_seq, shmfs_ns_pin_seq(fs->ns), __ATOMIC_RELEASE);
+	uint64_t old[SHMFS_HOST_PINS];
+	memcpy(old, fs->pub_pins, sizeof(old));
+	uint64_t rest = shmfs_ns_pins(fs->ns, fs->pub_pins, SHMFS_HOST_PINS);
+	for (uint32_t k = 0; k < SHMFS_HOST_PINS; k++)
+		if (fs->pub_pins[k] != old[k])
+			__atomic_store_n(&h->hs_pins[k], fs->pub_pins[k], __ATOMIC_RELEASE);
+	__atomic_store_n(&h->hs_pin_seq, rest, __ATOMIC_RELEASE);
 	__atomic_store_n(&h->hs_applied_seq, fs->seq - 1, __ATOMIC_RELEASE);
 }
 
@@ -387,7 +403,8 @@ int shmfs_fs_alloc(struct shmfs_fs *fs, uint64_t want, uint64_t *first, uint64_t
 {
 	if (!fs->locked)
 		return -ENOLCK;
-	shmfs_ns_reap(fs->ns, shmfs_hosts_safe_seq(fs));
+	uint64_t safe = shmfs_hosts_safe_seq(fs);
+	shmfs_ns_reap(fs->ns, safe, fs->pins, fs->npins);
 	return shmfs_alloc_find(&fs->ns->alloc, want, first, got);
 }
 
@@ -396,7 +413,11 @@ uint64_t shmfs_fs_reap(struct shmfs_fs *fs)
 	if (!__atomic_load_n(&fs->ns->npending, __ATOMIC_RELAXED))
 		return 0;
 	pthread_mutex_lock(&fs->replay_lock);
-	uint64_t n = fs->ns->npending ? shmfs_ns_reap(fs->ns, shmfs_hosts_safe_seq(fs)) : 0;
+	uint64_t n = 0;
+	if (fs->ns->npending) {
+		uint64_t safe = shmfs_hosts_safe_seq(fs);
+		n = shmfs_ns_reap(fs->ns, safe, fs->pins, fs->npins);
+	}
 	pthread_mutex_unlock(&fs->replay_lock);
 	return n;
 }

@@ -269,7 +269,16 @@ static int pend_free(struct shmfs_ns *ns, uint64_t ino, uint64_t first, uint64_t
 	return 0;
 }
 
-uint64_t shmfs_ns_reap(struct shmfs_ns *ns, uint64_t safe_seq)
+static bool listed(const uint64_t *v, size_t n, uint64_t x)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i] == x)
+			return true;
+	return false;
+}
+
+uint64_t shmfs_ns_reap(struct shmfs_ns *ns, uint64_t safe_seq, const uint64_t *pins,
+		       size_t npins)
 {
 	uint64_t released = 0;
 	size_t k = 0;
@@ -277,7 +286,8 @@ uint64_t shmfs_ns_reap(struct shmfs_ns *ns, uint64_t safe_seq)
 	rcu_read_lock();
 	for (size_t i = 0; i < ns->npending; i++) {
 		struct shmfs_pending *p = &ns->pending[i];
-		if (p->seq < safe_seq && !(p->pinned && open_here(ns, p->ino))) {
+		if (p->seq < safe_seq && !(p->pinned && open_here(ns, p->ino)) &&
+		    !listed(pins, npins, p->seq)) {
 			shmfs_alloc_pend(&ns->alloc, p->first, p->n, false);
 			released += p->n;
 			p->seq = 0; /* released (records are numbered from 1) */
@@ -310,17 +320,39 @@ uint64_t shmfs_ns_reap(struct shmfs_ns *ns, uint64_t safe_seq)
 	return released;
 }
 
-uint64_t shmfs_ns_pin_seq(struct shmfs_ns *ns)
+uint64_t shmfs_ns_pins(struct shmfs_ns *ns, uint64_t *pins, size_t n)
 {
-	uint64_t pin = 0;
-
 	rcu_read_lock();
+	/* Unpinned for good once the file is closed here: a later open sees
+	 * the new layout, never these units. */
 	for (size_t i = 0; i < ns->npending; i++)
-		if ((!pin || ns->pending[i].seq < pin) && ns->pending[i].pinned &&
-		    open_here(ns, ns->pending[i].ino))
-			pin = ns->pending[i].seq;
+		if (ns->pending[i].pinned && !open_here(ns, ns->pending[i].ino))
+			ns->pending[i].pinned = false;
 	rcu_read_unlock();
-	return pin;
+	for (size_t k = 0; k < n; k++) {
+		bool still = false;
+		for (size_t i = 0; pins[k] && i < ns->npending && !still; i++)
+			still = ns->pending[i].pinned && ns->pending[i].seq == pins[k];
+		if (!still)
+			pins[k] = 0;
+	}
+	/* Each record pinned and not listed: into a free entry, oldest first
+	 * (so that the rest, all from one seq on, holds back as little as it
+	 * can), else into the rest. */
+	for (;;) {
+		uint64_t low = 0;
+		for (size_t i = 0; i < ns->npending; i++) {
+			const struct shmfs_pending *p = &ns->pending[i];
+			if (p->pinned && (!low || p->seq < low) && !listed(pins, n, p->seq))
+				low = p->seq;
+		}
+		size_t k = 0;
+		while (k < n && pins[k])
+			k++;
+		if (!low || k == n)
+			return low;
+		pins[k] = low;
+	}
 }
 
 /* Give all data of ip's extents in [start, end) back to the allocator and

@@ -778,7 +778,8 @@ static bool wait_for_pending(struct shmfs_fs *fs, uint64_t *deadline)
 	pthread_mutex_lock(&fs->replay_lock);
 	/* reusable since the allocator looked (a host just found dead, or
 	 * the follower reaped): try again at once */
-	shmfs_ns_reap(fs->ns, shmfs_hosts_safe_seq(fs));
+	uint64_t safe = shmfs_hosts_safe_seq(fs);
+	shmfs_ns_reap(fs->ns, safe, fs->pins, fs->npins);
 	bool ready = fs->ns->alloc.nfree > fs->ns->alloc.npend;
 	applied = fs->seq;
 	for (uint32_t i = 0; i < fs->sb.sb_max_hosts; i++) {

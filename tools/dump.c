@@ -255,6 +255,21 @@ static void f_u64(struct out *o, const char *key, uint64_t v)
 	o_fend(o);
 }
 
+/* A list of numbers: [1,2] in JSON, 1,2 in text ("-" when empty). */
+static void f_u64_list(struct out *o, const char *key, const uint64_t *v, size_t n)
+{
+	o_fbegin(o, key);
+	if (o->json)
+		fputc('[', o->f);
+	for (size_t i = 0; i < n; i++)
+		fprintf(o->f, "%s%" PRIu64, i ? "," : "", v[i]);
+	if (o->json)
+		fputc(']', o->f);
+	else if (!n)
+		fputc('-', o->f);
+	o_fend(o);
+}
+
 /* Checksums, tokens, magic numbers: hex strings in both forms. */
 static void f_hex(struct out *o, const char *key, uint64_t v)
 {
@@ -650,6 +665,14 @@ static void print_hosts(struct dump *d)
 		f_time_ns(o, "heartbeat_time", h.hs_heartbeat_ns);
 		f_u64(o, "applied_seq", h.hs_applied_seq);
 		f_u64(o, "pin_seq", h.hs_pin_seq);
+		{
+			uint64_t pins[SHMFS_HOST_PINS];
+			size_t np = 0;
+			for (uint32_t k = 0; k < SHMFS_HOST_PINS; k++)
+				if (h.hs_pins[k])
+					pins[np++] = h.hs_pins[k];
+			f_u64_list(o, "pins", pins, np);
+		}
 		f_bool(o, "ident_ok", ident_ok);
 		o_end(o);
 		if (!state)

@@ -589,7 +589,8 @@ static void pass_hosts(void)
 
 		memcpy(&h, hslot(i), sizeof(h));
 		snprintf(loc, sizeof(loc), "host slot %u", i);
-		bool garbage = h.hs_pad0 || h.hs_pad1 || !zero(h.hs_reserved, sizeof(h.hs_reserved));
+		bool pad = h.hs_pad0 || h.hs_pad1;
+		bool garbage = pad || !zero(h.hs_pins, sizeof(h.hs_pins));
 		if (h.hs_state == SHMFS_HOST_FREE) {
 			if (i < F.nslots && F.slots[i].moved && F.slots[i].state == SHMFS_HOST_FREE &&
 			    load64(&h.hs_token) == F.slots[i].token)
@@ -597,8 +598,8 @@ static void pass_hosts(void)
 					"hs_state is FREE but hs_heartbeat moves: a live host whose slot "
 					"was overwritten");
 			else if (garbage)
-				p = problem("hs_reserved", FIX_HOST, true, loc,
-					    "free slot holds garbage: hs_reserved or padding not zero (repair: zero "
+				p = problem("hs_pins", FIX_HOST, true, loc,
+					    "free slot holds garbage: pins or padding not zero (repair: zero "
 					    "the slot)");
 		} else if (h.hs_state > SHMFS_HOST_TOOL) {
 			p = problem("hs_state", live ? FIX_NONE : FIX_HOST, true, loc,
@@ -618,9 +619,9 @@ static void pass_hosts(void)
 				    "stale lease: %s is %s but its hs_heartbeat stood still for the "
 				    "whole lease, %u ms (repair: free the slot)", who, state_name(h.hs_state),
 				    sb->sb_lease_ms);
-		} else if (garbage) {
-			problem("hs_reserved", FIX_NONE, false, loc,
-				"hs_reserved or padding not zero in the slot of a live host");
+		} else if (pad) {
+			problem("hs_pad0", FIX_NONE, false, loc,
+				"padding not zero in the slot of a live host");
 		} else {
 			host_ident(i, who, sizeof(who));
 			verbose("  live: %s, %s, applied record %" PRIu64, who,

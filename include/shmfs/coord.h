@@ -39,8 +39,10 @@ bool shmfs_host_lost(const struct shmfs_fs *fs);
 bool shmfs_host_live_locked(struct shmfs_fs *fs, uint32_t i);
 
 /* The first log sequence number whose freed space some live host may still
- * reach: space freed by records below it may be reused.  Hosts whose
- * heartbeat stood still for a lease do not count (their lease ended). */
+ * reach: space freed by records below it may be reused, except by the
+ * records live hosts list as pinned (hs_pins), which this leaves in
+ * fs->pins[0 .. fs->npins).  Hosts whose heartbeat stood still for a lease
+ * do not count (their lease ended).  Caller holds fs->replay_lock. */
 uint64_t shmfs_hosts_safe_seq(struct shmfs_fs *fs);
 
 /* Take the cross-host metadata lock.  *broke is set when a dead holder's

@@ -72,6 +72,10 @@ struct shmfs_fs {
 	struct shmfs_watch {            /* under replay_lock: other hosts' beats */
 		uint64_t token, beat, since;
 	} *watch;
+	uint64_t *pins;                 /* under replay_lock: records other hosts
+	                                 * pin (shmfs_hosts_safe_seq) */
+	size_t npins;
+	uint64_t pub_pins[SHMFS_HOST_PINS]; /* what we publish in hs_pins */
 	bool locked;                    /* we hold ctl_lock */
 	uint64_t lock_word;             /* its value while we hold it */
 	int fatal;                      /* sticky: a failed commit stops writes */

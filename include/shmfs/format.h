@@ -200,13 +200,14 @@ enum shmfs_host_state {
  * by its claimant.  hs_ident_csum covers the identity fields (those that
  * do not change while the slot is held).
  */
+#define SHMFS_HOST_PINS 4u
 struct shmfs_host {
 	shmfs_le64 hs_token;            /*   0: claim token; 0 = never claimed */
 	shmfs_le64 hs_heartbeat;        /*   8: counter, bumped while alive */
 	shmfs_le64 hs_heartbeat_ns;     /*  16: CLOCK_REALTIME of last beat (info) */
 	shmfs_le64 hs_applied_seq;      /*  24: last log record it has applied */
-	shmfs_le64 hs_pin_seq;          /*  32: oldest log seq whose freed space
-	                                 *      it may still reach (0 = none) */
+	shmfs_le64 hs_pin_seq;          /*  32: every log seq from this one on
+	                                 *      counts as pinned (0 = none) */
 	shmfs_le32 hs_state;            /*  40: enum shmfs_host_state */
 	shmfs_le32 hs_flags;            /*  44: SHMFS_HOST_F_* */
 	shmfs_le64 hs_mount_ns;         /*  48: CLOCK_REALTIME of the claim */
@@ -215,7 +216,10 @@ struct shmfs_host {
 	char       hs_name[SHMFS_HOST_NAME_MAX];     /*  64: host=NAME, NUL-padded */
 	char       hs_hostname[SHMFS_HOST_NAME_MAX]; /* 128: uname nodename */
 	uint8_t    hs_boot_id[16];      /* 192: /proc/sys/kernel/random/boot_id */
-	shmfs_le64 hs_reserved[4];      /* 208: zero */
+	shmfs_le64 hs_pins[SHMFS_HOST_PINS]; /* 208: log seqs of records that
+	                                 *      freed space the host may still reach
+	                                 *      (an open file's old data); 0 = unused.
+	                                 *      Those beyond these four: hs_pin_seq */
 	shmfs_le64 hs_ident_csum;       /* 240: XXH3-64 of token, state-free
 	                                 *      identity: see shmfs_host_ident_csum */
 	shmfs_le64 hs_pad1;             /* 248 */

@@ -189,10 +189,17 @@ struct shmfs_dentry *shmfs_ns_lookup(struct shmfs_ns *ns, uint64_t dir, const ch
  * released unless this host itself still has their file open.  Writer's
  * lock held.  Returns the number of units released.
  */
-uint64_t shmfs_ns_reap(struct shmfs_ns *ns, uint64_t safe_seq);
-/* The oldest freeing record whose space this host still reaches (an open
- * file's old data), or 0: what it publishes as hs_pin_seq. */
-uint64_t shmfs_ns_pin_seq(struct shmfs_ns *ns);
+uint64_t shmfs_ns_reap(struct shmfs_ns *ns, uint64_t safe_seq, const uint64_t *pins,
+		       size_t npins);
+/*
+ * The freeing records whose space this host still reaches (an open file's
+ * old data), as it publishes them: pins[0 .. n) is the list it published
+ * last (hs_pins), updated in place -- a record keeps its entry while it is
+ * pinned, records no longer pinned leave theirs, new ones take free entries
+ * oldest first -- and the return value the oldest pinned record that found
+ * no entry (hs_pin_seq: it and every later one count as pinned), or 0.
+ */
+uint64_t shmfs_ns_pins(struct shmfs_ns *ns, uint64_t *pins, size_t n);
 /* Drop an inode that is gone from the log once its last local open
  * handle is closed.  Writer's lock held. */
 void shmfs_ns_forget(struct shmfs_ns *ns, uint64_t ino);

@@ -258,7 +258,7 @@ class Region:
             now if mount_ns is None else mount_ns, pid, 0, name, hostname, b"\x01" * 16,
             0, 0, 0, 0, 0, 0))
         ident = bytearray(slot)
-        for off, n in ((8, 8), (16, 8), (24, 8), (32, 8), (40, 4), (44, 4), (240, 8), (248, 8)):
+        for off, n in ((8, 8), (16, 8), (24, 8), (32, 8), (40, 4), (44, 4), (208, 32), (240, 8), (248, 8)):
             ident[off:off + n] = b"\0" * n
         csum = xxh3(ident, 0x486F7374)
         struct.pack_into("<Q", slot, 240, csum if good_ident else csum ^ 1)

@@ -125,7 +125,7 @@ def test_ctl_magic(region, daemons):
 
 def test_garbage_in_free_slot(region):
     Region(region).write(HOSTS_OFF + 5 * HOST_SLOT, b"\0" * 40 + b"\0\0\0\0" + os.urandom(200))
-    check_fixed(region, "hs_reserved", mode="-p")
+    check_fixed(region, "hs_pins", mode="-p")
     assert Region(region).host(5)["raw"] == b"\0" * HOST_SLOT
 
 

@@ -483,7 +483,7 @@ void fuzz_check_ns(struct shmfs_fs *fs)
 void fuzz_reap(struct shmfs_fs *fs, uint64_t safe_seq)
 {
 	pthread_mutex_lock(&fs->replay_lock);
-	shmfs_ns_reap(fs->ns, safe_seq);
+	shmfs_ns_reap(fs->ns, safe_seq, NULL, 0);
 	pthread_mutex_unlock(&fs->replay_lock);
 	fuzz_check_ns(fs);
 }

@@ -199,7 +199,7 @@ class Peer:
                                      os.getpid(), 0, name, b"peer-node", b"\x02" * 16,
                                      0, 0, 0, 0, 0, 0))
         ident = bytearray(slot)
-        for o, n in ((8, 8), (16, 8), (24, 8), (32, 8), (40, 4), (44, 4), (240, 8), (248, 8)):
+        for o, n in ((8, 8), (16, 8), (24, 8), (32, 8), (40, 4), (44, 4), (208, 32), (240, 8), (248, 8)):
             ident[o:o + n] = bytes(n)
         struct.pack_into("<Q", slot, 240, ed.xxh3(ident, 0x486F7374))
         self.write(off + 16, slot[16:])

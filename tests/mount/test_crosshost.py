@@ -292,3 +292,27 @@ def test_bytes_a_dead_writer_never_published_stay_hidden(make_region, mounts):
     assert read_bytes(a / "w") == bytes(4096) + b"x"
     assert read_bytes(a / "t") == bytes(3 << 20)
     assert read_bytes(a / "f") == bytes(8192)
+
+
+def test_a_file_kept_open_elsewhere_holds_only_its_own_space(make_region, mounts):
+    """A deleted file that a process on A keeps open keeps its bytes (A
+    reads them), and only them: B goes on deleting and rewriting files
+    several times the size of the region, reusing their space.  (Each host
+    once published just its oldest pinned record, and every later one
+    counted as pinned too: B ran out of space after a few rounds.)"""
+    reg = make_region("64M")
+    a, b = mounts(2, reg=reg)
+    kept = os.urandom(1 << 20)
+    write_bytes(a / "kept", kept)
+    fd = os.open(a / "kept", os.O_RDONLY)
+    try:
+        visible("kept on B", lambda: exists(b / "kept"))
+        os.unlink(b / "kept")
+        visible("the unlink on A", lambda: not exists(a / "kept"))
+        chunk = os.urandom(8 << 20)
+        for i in range(24):             # 192 MiB through a 64 MiB region
+            write_bytes(b / "churn", chunk)
+            os.unlink(b / "churn")
+        assert os.pread(fd, len(kept) + 1, 0) == kept
+    finally:
+        os.close(fd)

@@ -85,13 +85,13 @@ int main(void)
 	file_at(ns, 3, 6, true);                        /* unit 6 freed */
 	uint64_t again = file_at(ns, 4, 5, true);       /* unit 5 reused and freed again */
 	CHECK(pending(ns, 5) && pending(ns, 6), "freed units are pending");
-	shmfs_ns_reap(ns, first + 1);
+	shmfs_ns_reap(ns, first + 1, NULL, 0);
 	CHECK(pending(ns, 5), "unit 5 released with its older entry, though freed again since");
 	CHECK(pending(ns, 6), "unit 6 released before its record is safe");
-	shmfs_ns_reap(ns, again);
+	shmfs_ns_reap(ns, again, NULL, 0);
 	CHECK(pending(ns, 5), "unit 5 released before the record that freed it again is safe");
 	CHECK(!pending(ns, 6), "unit 6 still pending");
-	shmfs_ns_reap(ns, again + 1);
+	shmfs_ns_reap(ns, again + 1, NULL, 0);
 	CHECK(!pending(ns, 5) && ns->npending == 0, "everything released (%zu pending)",
 	      ns->npending);
 	CHECK(ns->alloc.npend == 0, "npend %llu", (unsigned long long)ns->alloc.npend);
@@ -104,7 +104,7 @@ int main(void)
 		file_at(ns, i + 2, i, true);
 	CHECK(ns->npending == n, "%zu pending entries", ns->npending);
 	uint64_t t0 = shmfs_mono_ns();
-	uint64_t released = shmfs_ns_reap(ns, seq + 1);
+	uint64_t released = shmfs_ns_reap(ns, seq + 1, NULL, 0);
 	double secs = (double)(shmfs_mono_ns() - t0) / 1e9;
 	printf("released %llu units of %llu pending entries in %.3f s\n",
 	       (unsigned long long)released, (unsigned long long)n, secs);

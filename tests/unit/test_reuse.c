@@ -115,7 +115,8 @@ int main(void)
 	shmfs_fs_replay(a); /* A applies the unlink, publishes its pin */
 	CHECK(a->ns->npending > 0, "A keeps the freed units pending");
 	struct shmfs_host *ha = shmfs_host_slot(r.base, &a->sb, (uint32_t)a->slot);
-	CHECK(ha->hs_pin_seq != 0, "A publishes a pin");
+	CHECK(ha->hs_pins[0] != 0 && ha->hs_pin_seq == 0, "A publishes a pin (%" PRIu64 ", %" PRIu64 ")",
+	      ha->hs_pins[0], ha->hs_pin_seq);
 	/* B fills the filesystem: it may not take A's units. */
 	uint64_t f1 = make_file(b, "fill1", big, 0x22);
 	struct stat st;
@@ -130,13 +131,57 @@ int main(void)
 	CHECK(reads_as(a, ino, big, 0x11), "A still reads the deleted file's bytes");
 	CHECK(reads_as(b, f1, big, 0x22), "fill1 intact");
 
+	/* Space freed after A's pin is not held by it: only the pinned
+	 * record is.  (A single "oldest pin" held every later one too: one
+	 * deleted file kept open anywhere stopped all reuse of space.) */
+	CHECK_RC(shmfs_op_unlink(b, SHMFS_ROOT_INO, "fill1", false), 0);
+	follow();
+	uint64_t f3 = make_file(b, "fill3", big - (1u << 20), 0x66);
+	CHECK(reads_as(b, f3, big - (1u << 20), 0x66), "B reuses fill1's space while A's pin stands");
+	CHECK(reads_as(a, ino, big, 0x11), "A still reads the deleted file's bytes");
+
 	/* A closes: the pin goes, B may now reuse the space. */
 	shmfs_fs_close_inode(a, ino);
-	CHECK(ha->hs_pin_seq == 0, "pin dropped at close");
+	CHECK(ha->hs_pin_seq == 0 && ha->hs_pins[0] == 0, "pin dropped at close");
 	w = shmfs_op_write(b, st.st_ino, 0, chunk, sizeof(chunk));
 	CHECK(w == (ssize_t)sizeof(chunk), "B reuses the space after A's close (%zd)", w);
-	CHECK_RC(shmfs_op_unlink(b, SHMFS_ROOT_INO, "fill1", false), 0);
+	CHECK_RC(shmfs_op_unlink(b, SHMFS_ROOT_INO, "fill3", false), 0);
 	CHECK_RC(shmfs_op_unlink(b, SHMFS_ROOT_INO, "fill2", false), 0);
+
+	/* 1b. More pinned records than hs_pins holds: the four oldest are
+	 * listed, the rest from hs_pin_seq on; as files close, later ones
+	 * move into the list, each keeping its entry. */
+	uint64_t six[6], seqs[6];
+	for (int i = 0; i < 6; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "six%d", i);
+		six[i] = make_file(b, name, UNIT, 0x70 + i);
+		shmfs_fs_replay(a);
+		shmfs_fs_open_inode(a, six[i]);
+	}
+	for (int i = 0; i < 6; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "six%d", i);
+		CHECK_RC(shmfs_op_unlink(b, SHMFS_ROOT_INO, name, false), 0);
+		seqs[i] = b->seq - 1;
+	}
+	shmfs_fs_replay(a);
+	for (int i = 0; i < 4; i++)
+		CHECK(ha->hs_pins[i] == seqs[i], "pin %d: %" PRIu64 ", want %" PRIu64, i,
+		      ha->hs_pins[i], seqs[i]);
+	CHECK(ha->hs_pin_seq == seqs[4], "the rest from %" PRIu64 " (want %" PRIu64 ")",
+	      ha->hs_pin_seq, seqs[4]);
+	shmfs_fs_close_inode(a, six[1]);
+	CHECK(ha->hs_pins[0] == seqs[0] && ha->hs_pins[1] == seqs[4] && ha->hs_pins[2] == seqs[2] &&
+	      ha->hs_pins[3] == seqs[3] && ha->hs_pin_seq == seqs[5],
+	      "after a close: %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 ", rest %" PRIu64,
+	      ha->hs_pins[0], ha->hs_pins[1], ha->hs_pins[2], ha->hs_pins[3], ha->hs_pin_seq);
+	for (int i = 0; i < 6; i++)
+		if (i != 1)
+			shmfs_fs_close_inode(a, six[i]);
+	CHECK(!ha->hs_pins[0] && !ha->hs_pins[1] && !ha->hs_pins[2] && !ha->hs_pins[3] &&
+	      !ha->hs_pin_seq, "no pins once all are closed");
+	follow();
 
 	/* 2. Unlink on the host that has it open: an orphan, kept everywhere. */
 	uint64_t free0 = free_units(b);
@@ -167,7 +212,7 @@ int main(void)
 	shmfs_fs_open_inode(a, ino);
 	CHECK_RC(shmfs_op_unlink(b, SHMFS_ROOT_INO, "pinned", false), 0);
 	shmfs_fs_replay(a);
-	CHECK(ha->hs_pin_seq != 0, "pinned");
+	CHECK(ha->hs_pins[0] != 0, "pinned");
 	a->slot = -1; /* A dies: no more heartbeats, slot stays claimed */
 	CHECK_RC(shmfs_op_mknod(b, SHMFS_ROOT_INO, "after", S_IFREG | 0644, 0, NULL, &cred, &st), 0);
 	w = shmfs_op_write(b, st.st_ino, 0, chunk, sizeof(chunk)); /* B observes A's beat */
