@@ -15,7 +15,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 
 REQUIRED_BINS="mkfs.shmfs shmfs-dump"
-OPTIONAL_BINS="shmfs fsck.shmfs"
+OPTIONAL_BINS="shmfs fsck.shmfs map-driver"
 HOST_TOOLS="ndctl daxctl jq"
 OPTIONAL_HOST_TOOLS="fusermount3"
 MODULES="fuse nfit libnvdimm nd_pmem nd_btt dax_pmem device_dax kmem" # nd_btt: needed by nd_pmem; kmem: daxctl --mode=system-ram
