@@ -335,7 +335,7 @@ int shmfs_lr_check_shape(const struct shmfs_log_rec *h, const void *payload, uin
 			SHAPE("extent [%" PRIu64 ", +%" PRIu64 ") of inode %" PRIu64
 			      " is not aligned to the unit or overflows", x.ex_foff, x.ex_len, x.ex_ino);
 		if (map ? (h->lr_flags & ~(SHMFS_EXT_F_SIZE | SHMFS_EXT_F_AHEAD))
-			: (h->lr_flags || x.ex_doff || x.ex_size))
+			: ((h->lr_flags & ~SHMFS_EXT_F_AHEAD) || x.ex_doff || x.ex_size))
 			SHAPE("extent record has invalid flags or fields");
 		if (x.ex_size > (uint64_t)INT64_MAX)
 			SHAPE("extent size %" PRIu64 " is too large", x.ex_size);

@@ -959,6 +959,10 @@ static int apply_extent(struct shmfs_ns *ns, const struct shmfs_log_rec *h, cons
 		}
 		a->blocks_bytes -= freed;
 		a->mtime = ns_time(h->lr_time);
+		if (h->lr_flags & SHMFS_EXT_F_AHEAD) { /* the reservation ends */
+			ip->ahead_from = 0;
+			ahead_owner(ns, ip, 0);
+		}
 		ahead_trimmed(ns, ip);
 	}
 	a->ctime = ns_time(h->lr_time);

@@ -914,7 +914,7 @@ int shmfs_op_flush(struct shmfs_fs *fs, uint64_t ino, bool last_close)
 	 * the new size has also seen the space come back. */
 	if (last_close && pend > shmfs_round_up(size, unit)) {
 		uint64_t from = shmfs_round_up(size, unit);
-		rc = shmfs_fs_commit(fs, SHMFS_LR_EXTENT_UNMAP, 0, rbuf,
+		rc = shmfs_fs_commit(fs, SHMFS_LR_EXTENT_UNMAP, SHMFS_EXT_F_AHEAD, rbuf,
 				     shmfs_rec_extent(rbuf, ino, from, 0, pend - from, 0));
 		if (rc == -ENOENT || rc == -EINVAL)
 			rc = 0;
@@ -1005,13 +1005,29 @@ int shmfs_op_fallocate(struct shmfs_fs *fs, uint64_t ino, int mode, uint64_t off
 		 * unit aligned, and the unit is a multiple of the region's mapping
 		 * alignment: what fallocate allocates can be mapped directly. */
 		rc = allocate_locked(fs, ino, shmfs_round_down(off, unit), shmfs_round_up(end, unit), 0);
-		/* Room a write stream reserved ahead goes back at the last close,
-		 * from EOF on; what the caller asks for here is to stay. */
+		/* Room a write stream reserved ahead goes back at the last close
+		 * (or when its host dies, or from fsck), from EOF on; what the
+		 * caller asks for here is to stay.  So this host's close stops
+		 * short of it, and for every host the reservation ends: an unmap
+		 * with SHMFS_EXT_F_AHEAD of the unit past the end of the map
+		 * (nothing: under the lock the map cannot grow). */
+		uint64_t map_end = 0;
+		bool ends = false;
 		rcu_read_lock();
 		ip = shmfs_ns_iget(fs->ns, ino);
 		if (!rc && keep && ip && ip->prealloc_end > shmfs_round_down(off, unit))
 			ip->prealloc_end = shmfs_round_down(off, unit);
+		if (!rc && keep && ip && ip->ahead_from &&
+		    ip->ahead_from < shmfs_round_up(end, unit)) {
+			const struct shmfs_extmap *m = rcu_dereference(ip->ext);
+			if (m && m->n)
+				map_end = m->e[m->n - 1].foff + m->e[m->n - 1].len;
+			ends = true;
+		}
 		rcu_read_unlock();
+		if (ends && map_end + unit <= (uint64_t)INT64_MAX)
+			rc = shmfs_fs_commit(fs, SHMFS_LR_EXTENT_UNMAP, SHMFS_EXT_F_AHEAD, rbuf,
+					     shmfs_rec_extent(rbuf, ino, map_end, 0, unit, 0));
 	}
 	if (!rc && !keep && end > size) {
 		struct shmfs_lr_setattr sa = { .sa_ino = ino, .sa_valid = SHMFS_SA_SIZE |
@@ -1075,7 +1091,7 @@ int shmfs_op_trim_ahead(struct shmfs_fs *fs, uint64_t ino, uint32_t host)
 	}
 	rcu_read_unlock();
 	if (end > from)
-		rc = shmfs_fs_commit(fs, SHMFS_LR_EXTENT_UNMAP, 0, rbuf,
+		rc = shmfs_fs_commit(fs, SHMFS_LR_EXTENT_UNMAP, SHMFS_EXT_F_AHEAD, rbuf,
 				     shmfs_rec_extent(rbuf, ino, from, 0, end - from, 0));
 	shmfs_fs_unlock(fs);
 	return rc;

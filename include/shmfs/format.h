@@ -400,7 +400,10 @@ static_assert(sizeof(struct shmfs_lr_setattr) == 80, "lr_setattr");
 #define SHMFS_EXT_F_SIZE  0x1u /* lr_flags: also set the file size */
 #define SHMFS_EXT_F_AHEAD 0x2u /* lr_flags: room a writer reserved ahead of a
                                 * stream beyond EOF; it unmaps what it did not
-                                * use at its last close (else fsck may) */
+                                * use at its last close (else fsck may).  On
+                                * an unmap: the file's room reserved ahead
+                                * ends (what of it is mapped stays, as if
+                                * fallocated; the range may be unmapped) */
 
 /* SHMFS_LR_EXTENT_MAP: file bytes [ex_foff, ex_foff+ex_len) now live at data
  * area bytes [ex_doff, ex_doff+ex_len).  All three are multiples of
@@ -416,7 +419,8 @@ struct shmfs_lr_extent {
 static_assert(sizeof(struct shmfs_lr_extent) == 40, "lr_extent");
 
 /* SHMFS_LR_EXTENT_UNMAP: release the data of file bytes [ex_foff,
- * ex_foff+ex_len) (unit multiples); ex_doff must be 0.  Holes read as zero. */
+ * ex_foff+ex_len) (unit multiples); ex_doff must be 0.  Holes read as zero.
+ * lr_flags: 0 or SHMFS_EXT_F_AHEAD. */
 
 #define SHMFS_XATTR_CREATE  0x1u  /* as XATTR_CREATE */
 #define SHMFS_XATTR_REPLACE 0x2u  /* as XATTR_REPLACE */

@@ -316,3 +316,29 @@ def test_a_file_kept_open_elsewhere_holds_only_its_own_space(make_region, mounts
         assert os.pread(fd, len(kept) + 1, 0) == kept
     finally:
         os.close(fd)
+
+
+def test_fallocate_keep_size_after_a_stream_stays(make_region, mounts):
+    """A stream reserves room ahead of its end; fallocate(KEEP_SIZE) past
+    EOF on the same file then asks for space that must stay: not given back
+    at close, not taken back by the other hosts when the writer dies, not
+    called leaked by fsck (the mounts' teardown runs fsck -n)."""
+    reg = make_region("64M", "--lease-ms", "500")
+    a, b = mounts(2, reg=reg)
+    fd = os.open(b / "stream", os.O_WRONLY | os.O_CREAT, 0o644)
+    chunk = os.urandom(64 << 10)
+    for _ in range(8):
+        os.write(fd, chunk)
+    keep = 8 << 20
+    subprocess.run(["fallocate", "--keep-size", "-o", "0", "-l", str(keep), str(b / "stream")],
+                   check=True)
+    os.close(fd)
+    size = 8 * len(chunk)
+    wait_until(lambda: os.stat(a / "stream").st_size == size, 2)
+    assert os.stat(a / "stream").st_blocks * 512 >= keep
+    b.kill()
+    b.unmount()
+    time.sleep(1.5)                     # the writer's lease (500 ms), and a reap or two
+    st = os.stat(a / "stream")
+    assert st.st_size == size and st.st_blocks * 512 >= keep, (st.st_size, st.st_blocks * 512)
+    assert read_bytes(a / "stream") == chunk * 8
