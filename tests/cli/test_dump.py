@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from conftest import (BACKUP_OFF, HOST_ACTIVE, HOST_JOINING, HOST_TOOL, LR_CREATE,
-                      LR_EXTENT_MAP, LR_EXTENT_UNMAP, LR_LINK, LR_NOOP, LR_RENAME, LR_RMDIR,
-                      LR_SETATTR, LR_UNLINK, LR_XATTR_REMOVE, LR_XATTR_SET, SEAL_SKIP, Region,
-                      file_hash, make_file, p_create, p_extent, p_link, p_rename, p_setattr,
-                      p_unlink, p_xattr)
+from conftest import make_file
+from media import (BACKUP_OFF, HOST_ACTIVE, HOST_JOINING, HOST_TOOL, LR_CREATE, LR_EXTENT_MAP,
+                   LR_EXTENT_UNMAP, LR_LINK, LR_NOOP, LR_RENAME, LR_RMDIR, LR_SETATTR, LR_UNLINK,
+                   LR_XATTR_REMOVE, LR_XATTR_SET, SEAL_SKIP, Region, file_hash, p_create,
+                   p_extent, p_link, p_rename, p_setattr, p_unlink, p_xattr)
 
 MiB = 1 << 20
 S_IFREG, S_IFDIR, S_IFLNK = 0o100000, 0o040000, 0o120000

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from conftest import BACKUP_OFF, Region, file_hash, make_file
+from conftest import make_file
+from media import BACKUP_OFF, Region, file_hash
 
 UUID = "01234567-89ab-cdef-0123-456789abcdef"
 MiB = 1 << 20

@@ -1,18 +1,15 @@
 # SPDX-License-Identifier: MIT
-"""Fixtures for fsck.shmfs: the programs, scratch regions on /dev/shm, an
-editor that writes on-media structures the way the core library does (the
-approach of tests/cli/conftest.py: XXH3 from the system libxxhash through
-ctypes), and mounted daemons that are always unmounted (lazily) and reaped.
+"""Fixtures for fsck.shmfs: the programs, scratch regions on /dev/shm, and
+mounted daemons that are always unmounted (lazily) and reaped.  The
+on-media editor the tests use (Region, record payloads, XXH3) is
+tests/media.py.
 """
-import ctypes
-import ctypes.util
-import hashlib
 import json
 import os
 import shutil
 import signal
-import struct
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -22,74 +19,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("SHMFS_BIN", REPO / "build" / "bin"))
+sys.path.insert(0, str(REPO / "tests"))  # media.py: the on-media format and editor
 
-# ---- format constants (include/shmfs/format.h) ------------------------------
-
-PAGE = 4096
-SB_SIZE = 512
-CTL_OFF = 4096
-BACKUP_OFF = 8192
-HOSTS_OFF = 12288
-HOST_SLOT = 256
-LR_HDR = 40
-LR_SEAL = 1 << 63
-SEAL_SKIP = 128 * 1024
-LOCK_SHIFT = 48
-
-(LR_NOOP, LR_CREATE, LR_LINK, LR_UNLINK, LR_RMDIR, LR_RENAME, LR_SETATTR, LR_EXTENT_MAP,
- LR_EXTENT_UNMAP, LR_XATTR_SET, LR_XATTR_REMOVE, LR_RELEASE) = range(12)
-HOST_FREE, HOST_JOINING, HOST_ACTIVE, HOST_TOOL = range(4)
-F_KEEP = 1
-S_IFREG, S_IFDIR = 0o100000, 0o040000
-
-SB_FIELDS = {
-    "magic": (0, "Q"), "version": (8, "I"), "alloc_unit": (136, "Q"), "max_hosts": (160, "I"),
-    "log_off": (168, "Q"), "log_size": (176, "Q"), "data_off": (192, "Q"),
-    "data_size": (200, "Q"), "log_seed": (208, "Q"), "mkfs_time": (216, "Q"),
-    "lease_ms": (224, "I"), "checksum": (504, "Q"),
-}
+from media import Region  # noqa: E402
 
 # fsck(8) exit codes
 OK, CORRECTED, UNCORRECTED, OPERATIONAL, USAGE = 0, 1, 4, 8, 16
 
 SANITIZER = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer",
              "runtime error:")
-
-
-def _load_xxh3():
-    for name in ("libxxhash.so.0", ctypes.util.find_library("xxhash")):
-        if not name:
-            continue
-        try:
-            fn = ctypes.CDLL(name).XXH3_64bits_withSeed
-        except (OSError, AttributeError):
-            continue
-        fn.restype = ctypes.c_uint64
-        fn.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint64]
-        return fn
-    return None
-
-
-_XXH3 = _load_xxh3()
-
-
-def xxh3(data, seed=0):
-    if _XXH3 is None:
-        pytest.skip("libxxhash not loadable: cannot compute shmfs checksums")
-    data = bytes(data)
-    return _XXH3(data, len(data), seed & 0xFFFFFFFFFFFFFFFF)
-
-
-def stride(plen):
-    return (LR_HDR + plen + 7) & ~7
-
-
-def file_hash(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(1 << 20), b""):
-            h.update(b)
-    return h.hexdigest()
 
 
 # ---- running programs ---------------------------------------------------------
@@ -172,118 +110,6 @@ def make_region(scratch):
 @pytest.fixture
 def region(make_region):
     return make_region()
-
-
-# ---- editing a formatted region ------------------------------------------------
-
-class Region:
-    """Read and write a formatted region in place."""
-
-    def __init__(self, path):
-        self.path = Path(path)
-        self.sb = self.read_super(0)
-
-    def read(self, off, n):
-        with open(self.path, "rb") as f:
-            f.seek(off)
-            return f.read(n)
-
-    def write(self, off, data):
-        with open(self.path, "r+b") as f:
-            f.seek(off)
-            f.write(bytes(data))
-
-    def read_super(self, off):
-        raw = self.read(off, SB_SIZE)
-        return {k: struct.unpack_from("<" + t, raw, o)[0] for k, (o, t) in SB_FIELDS.items()}
-
-    def log_write(self, pos, data):
-        self.write(self.sb["log_off"] + pos, data)
-
-    def log_read(self, pos, n):
-        return self.read(self.sb["log_off"] + pos, n)
-
-    def records(self):
-        """[(pos, seq, type, plen)] of the published chain, following seals."""
-        out, pos = [], 0
-        while pos + LR_HDR <= self.sb["log_size"]:
-            word, = struct.unpack("<Q", self.log_read(pos, 8))
-            if word == 0:
-                break
-            if word & LR_SEAL:
-                pos += SEAL_SKIP
-                continue
-            rtype, _, plen = struct.unpack("<HHI", self.log_read(pos + 8, 8))
-            out.append((pos, word, rtype, plen))
-            pos += stride(plen)
-        return out
-
-    def log_end(self):
-        pos, seq = 0, 1
-        while pos + LR_HDR <= self.sb["log_size"]:
-            word, = struct.unpack("<Q", self.log_read(pos, 8))
-            if word == 0:
-                break
-            if word & LR_SEAL:
-                pos += SEAL_SKIP
-                continue
-            plen, = struct.unpack("<I", self.log_read(pos + 12, 4))
-            pos += stride(plen)
-            seq = word + 1
-        return pos, seq
-
-    def record_bytes(self, seq, rtype, payload, flags=0, host=0):
-        hdr = struct.pack("<QHHIHHIQ", seq, rtype, flags, len(payload), host, 0, 0,
-                          self.sb["mkfs_time"] + seq * 1000)
-        csum = xxh3(hdr, xxh3(payload, self.sb["log_seed"]))
-        rec = hdr + struct.pack("<Q", csum) + payload
-        return rec + b"\0" * (stride(len(payload)) - len(rec))
-
-    def append(self, rtype, payload, **kw):
-        pos, seq = self.log_end()
-        self.log_write(pos, self.record_bytes(seq, rtype, payload, **kw))
-        return pos, seq
-
-    def create(self, ino, name, parent=1, mode=S_IFREG | 0o644):
-        return self.append(LR_CREATE, p_create(ino, parent, mode, name))
-
-    def write_host(self, i, state, token=0x1234, name=b"ghost", hostname=b"node", pid=42,
-                   heartbeat=7, mount_ns=None):
-        now = self.sb["mkfs_time"]
-        slot = bytearray(struct.pack(
-            "<QQQQQIIQII64s64s16s4QQQ", token, heartbeat, now, 1, 0, state, 0,
-            now if mount_ns is None else mount_ns, pid, 0, name, hostname, b"\x01" * 16,
-            0, 0, 0, 0, 0, 0))
-        ident = bytearray(slot)
-        for off, n in ((8, 8), (16, 8), (24, 8), (32, 8), (40, 4), (44, 4), (208, 32), (240, 8), (248, 8)):
-            ident[off:off + n] = b"\0" * n
-        struct.pack_into("<Q", slot, 240, xxh3(ident, 0x486F7374))
-        self.write(HOSTS_OFF + i * HOST_SLOT, slot)
-
-    def host(self, i):
-        raw = self.read(HOSTS_OFF + i * HOST_SLOT, HOST_SLOT)
-        token, beat = struct.unpack_from("<QQ", raw, 0)
-        state, = struct.unpack_from("<I", raw, 40)
-        return {"token": token, "heartbeat": beat, "state": state, "raw": raw}
-
-    def lock_word(self):
-        return struct.unpack("<Q", self.read(CTL_OFF + 64, 8))[0]
-
-    def set_lock(self, word):
-        self.write(CTL_OFF + 64, struct.pack("<Q", word))
-
-
-def p_create(ino, parent, mode, name, target=b""):
-    return struct.pack("<QQIIIIQHHI", ino, parent, mode, 0, 0, 0, 0, len(name), len(target),
-                       0) + name + target
-
-
-def p_unlink(dir_, ino, name):
-    return struct.pack("<QQH6x", dir_, ino, len(name)) + name
-
-
-def p_extent(ino, foff, doff, length, size=0):
-    return struct.pack("<QQQQQ", ino, foff, doff, length, size)
 
 
 def populate(path, n=10, first_ino=2, prefix=b"file"):

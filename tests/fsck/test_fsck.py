@@ -9,11 +9,12 @@ import time
 
 import pytest
 
-from conftest import (BACKUP_OFF, CORRECTED, CTL_OFF, F_KEEP, HOST_ACTIVE, HOST_FREE,
-                      HOSTS_OFF, HOST_SLOT, LOCK_SHIFT, LR_CREATE, LR_EXTENT_MAP, LR_HDR,
-                      LR_NOOP, LR_UNLINK, OK, OPERATIONAL, S_IFDIR, S_IFREG, SEAL_SKIP,
-                      UNCORRECTED, USAGE, LR_SEAL, Region, check_fixed, codes, file_hash,
-                      fsck, p_create, p_extent, p_unlink, populate, run, stride)
+from conftest import (CORRECTED, OK, OPERATIONAL, UNCORRECTED, USAGE, check_fixed, codes, fsck,
+                      populate, run)
+from media import (BACKUP_OFF, CTL_OFF, F_KEEP, HOST_ACTIVE, HOST_FREE, HOST_SLOT, HOSTS_OFF,
+                   LOCK_SHIFT, LR_CREATE, LR_EXTENT_MAP, LR_HDR, LR_NOOP, LR_SEAL, LR_UNLINK,
+                   S_IFREG, SEAL_SKIP, Region, file_hash, p_create, p_extent, p_unlink,
+                   stride, xxh3)
 
 
 # ---- command line -----------------------------------------------------------------
@@ -108,7 +109,7 @@ def test_backup_differs(region):
     raw = Region(region)
     sb = bytearray(raw.read(BACKUP_OFF, 512))
     sb[56:60] = b"diff"                                 # the label
-    struct.pack_into("<Q", sb, 504, __import__("conftest").xxh3(sb[:504], 0))
+    struct.pack_into("<Q", sb, 504, xxh3(sb[:504], 0))
     raw.write(BACKUP_OFF, sb)
     check_fixed(region, "sb_checksum", mode="-p")
 

@@ -15,7 +15,7 @@ the region, as every host does, and writes whatever it likes into it.
 Shared words (lr_seq, ctl_lock, hs_token, hs_heartbeat) are read and
 changed with the atomics of libatomic through ctypes, which on x86-64 and
 arm64 are the same lock-free instructions the daemons use.  Checksums and
-payload layouts come from the region editor of tests/cli/conftest.py
+payload layouts come from the on-media module tests/media.py
 (XXH3 from the system libxxhash), imported here under another name.
 
 Also here, for every test that damages a mounted region: a watchdog for
@@ -28,7 +28,6 @@ import ctypes
 import ctypes.util
 import errno
 import hashlib
-import importlib.util
 import mmap
 import os
 import random
@@ -47,23 +46,15 @@ import pytest
 from conftest import backtrace, read_bytes, write_bytes
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
 
-
-def _load_editor():
-    spec = importlib.util.spec_from_file_location("shmfs_cli_editor",
-                                                  REPO / "tests" / "cli" / "conftest.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-# The region editor: constants, xxh3(), stride(), p_create() and friends.
-ed = _load_editor()
+# The on-media format: constants, xxh3(), stride(), p_create() and friends.
+import media as ed  # noqa: E402
 
 KiB, MiB = 1 << 10, 1 << 20
-CTL_OFF = 4096
+CTL_OFF = ed.CTL_OFF
 LOCK_OFF = CTL_OFF + 64
-LOCK_SHIFT = 48
+LOCK_SHIFT = ed.LOCK_SHIFT
 LOCK_GEN_MASK = (1 << LOCK_SHIFT) - 1
 HOSTS_OFF = ed.HOSTS_OFF
 HOST_SLOT = ed.HOST_SLOT
@@ -72,11 +63,11 @@ LR_SEAL = ed.LR_SEAL
 SEAL_SKIP = ed.SEAL_SKIP
 PAYLOAD_MAX = 65536 + 4096
 SEQ_MAX = (1 << 62) - 1
-LR_RELEASE = 11
-F_KEEP = 1
+LR_RELEASE = ed.LR_RELEASE
+F_KEEP = ed.F_KEEP
 EXT_F_SIZE, EXT_F_AHEAD = 1, 2
 S_IFREG, S_IFDIR, S_IFLNK, S_IFCHR = 0o100000, 0o040000, 0o120000, 0o020000
-HOST_FMT = "<QQQQQIIQII64s64s16s4QQQ"
+HOST_FMT = ed.HOST_FMT
 
 # Generous: the machine is small and shared, and sanitizer builds are slow.
 HANG = 60.0
@@ -198,10 +189,7 @@ class Peer:
         slot = bytearray(struct.pack(HOST_FMT, token, 0, now, 0, 0, ed.HOST_JOINING, 0, now,
                                      os.getpid(), 0, name, b"peer-node", b"\x02" * 16,
                                      0, 0, 0, 0, 0, 0))
-        ident = bytearray(slot)
-        for o, n in ((8, 8), (16, 8), (24, 8), (32, 8), (40, 4), (44, 4), (208, 32), (240, 8), (248, 8)):
-            ident[o:o + n] = bytes(n)
-        struct.pack_into("<Q", slot, 240, ed.xxh3(ident, 0x486F7374))
+        struct.pack_into("<Q", slot, 240, ed.host_ident_csum(slot))
         self.write(off + 16, slot[16:])
         self._add(self.base + off + 8, 1, _SEQ_CST)
         self.write(off + 40, struct.pack("<I", ed.HOST_ACTIVE))
