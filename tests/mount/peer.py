@@ -304,11 +304,19 @@ class Peer:
 
     def publish(self, rtype, payload, **kw):
         """Append one record after the last, holding the lock: (pos, seq)."""
+        return self.publish_all([(rtype, payload, kw)])[0]
+
+    def publish_all(self, recs):
+        """Append records [(rtype, payload, kw)] in one hold of the lock, so
+        that no other host's record comes in between: [(pos, seq)]."""
+        out = []
         with self.locked():
-            pos, seq = self.log_end()
-            self.put(pos, seq, rtype, payload, **kw)
-            self.store(self.slot_off(self.slot) + 24, seq)  # hs_applied_seq
-        return pos, seq
+            for rtype, payload, kw in recs:
+                pos, seq = self.log_end()
+                self.put(pos, seq, rtype, payload, **kw)
+                self.store(self.slot_off(self.slot) + 24, seq)  # hs_applied_seq
+                out.append((pos, seq))
+        return out
 
 
 class Canary:

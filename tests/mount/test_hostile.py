@@ -730,14 +730,17 @@ def test_wellformed_extreme_records_are_served(guarded, mounts, canary):
     peer = Peer(reg)
     peer.join()
     big = 2**63 + 5
-    peer.publish(T.LR_CREATE, c(big, 1, S_IFREG | 0o644, b"huge-ino"))
-    peer.publish(T.LR_CREATE, c(big + 1, 1, S_IFREG | 0o644, b"huge-size"))
-    peer.publish(T.LR_SETATTR, ed.p_setattr(big + 1, 8 | 16 | 32, size=2**63 - 1,
-                                            atime=(-2**63, 0), mtime=(2**63 - 1, 999_999_999)))
-    peer.publish(T.LR_CREATE, c(big + 2, 1, S_IFLNK | 0o777, b"long-link", target=b"t" * 4096))
-    peer.publish(T.LR_CREATE, c(big + 3, 1, S_IFCHR | 0o666, b"mem", rdev=(1 << 8) | 1))
-    peer.publish(T.LR_CREATE, c(big + 4, 1, S_IFREG | 0o6777, b"setuid-root"))
-    peer.publish(T.LR_XATTR_SET, ed.p_xattr(big + 4, b"security.capability", b"\x01" * 20))
+    # In one hold of the lock: inode numbers only grow, and the workload
+    # goes on creating (a daemon's create in between would take big + 1).
+    peer.publish_all([
+        (T.LR_CREATE, c(big, 1, S_IFREG | 0o644, b"huge-ino"), {}),
+        (T.LR_CREATE, c(big + 1, 1, S_IFREG | 0o644, b"huge-size"), {}),
+        (T.LR_SETATTR, ed.p_setattr(big + 1, 8 | 16 | 32, size=2**63 - 1, atime=(-2**63, 0),
+                                    mtime=(2**63 - 1, 999_999_999)), {}),
+        (T.LR_CREATE, c(big + 2, 1, S_IFLNK | 0o777, b"long-link", target=b"t" * 4096), {}),
+        (T.LR_CREATE, c(big + 3, 1, S_IFCHR | 0o666, b"mem", rdev=(1 << 8) | 1), {}),
+        (T.LR_CREATE, c(big + 4, 1, S_IFREG | 0o6777, b"setuid-root"), {}),
+        (T.LR_XATTR_SET, ed.p_xattr(big + 4, b"security.capability", b"\x01" * 20), {})])
     # a file kept open by a host that does not exist: someone must release it
     peer.publish(T.LR_UNLINK, ed.p_unlink(1, victim, b"victim"), flags=1, host=4095)
     # room reserved ahead by a host that does not exist: someone must trim it
