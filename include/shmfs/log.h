@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "shmfs/format.h"
+#include "shmfs/rec.h" /* shmfs_lr_check_shape, shmfs_lr_type_name */
 
 struct shmfs_log {
 	uint8_t *base;          /* region base + sb_log_off */
@@ -44,15 +45,6 @@ enum shmfs_log_status shmfs_log_read(const struct shmfs_log *log, uint64_t pos, 
 				     struct shmfs_log_entry *e, void *buf);
 
 /*
- * Check that a verified record is well formed for its type: exact length,
- * names 1..NAME_MAX bytes without '/' or NUL and not "." or "..", zero pad
- * fields, flags known, alignment of extents to unit.  Returns 0 or -EUCLEAN
- * with a reason in why.
- */
-int shmfs_lr_check_shape(const struct shmfs_log_rec *h, const void *payload, uint64_t unit,
-			 char *why, size_t whylen);
-
-/*
  * Append: write hdr (lr_seq is ignored) and payload at pos, then publish by
  * one compare-and-exchange (release) of lr_seq from 0 to seq.  The caller
  * holds the metadata lock and has replayed up to pos.  Returns 0 and sets
@@ -71,7 +63,6 @@ int shmfs_log_append(const struct shmfs_log *log, uint64_t pos, uint64_t seq,
  */
 int shmfs_log_seal(const struct shmfs_log *log, uint64_t pos, uint64_t seq, uint64_t *next_pos);
 
-const char *shmfs_lr_type_name(unsigned type);
 
 /*
  * Resynchronising past damage (tools only: fsck, dump).  A scan looks, from
