@@ -17,7 +17,6 @@
  * sparse file costs a handful of pages.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -32,15 +31,12 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "shmfs/cli.h"
 #include "shmfs/core.h"
 #include "shmfs/format.h"
 #include "shmfs/region.h"
 #include "shmfs/super.h"
 #include "shmfs/util.h"
-
-#ifndef SHMFS_VERSION_STRING
-#define SHMFS_VERSION_STRING "0.1.0"
-#endif
 
 #define PROG "mkfs.shmfs"
 
@@ -107,15 +103,20 @@ static void usage(FILE *f)
 		SHMFS_LABEL_MAX - 1, SHMFS_MAX_HOSTS, SHMFS_DEFAULT_HOSTS, SHMFS_DEFAULT_LEASE_MS);
 }
 
+static const struct shmfs_cli cli = {
+	.prog = PROG,
+	.usage_status = EX_USAGE,
+	.usage = usage,
+	.name_operand = true,
+};
+
 static void __attribute__((format(printf, 1, 2))) fail(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs(PROG ": ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	shmfs_cli_verror(&cli, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 /* ------------------------------------------------------------------ */
@@ -124,39 +125,88 @@ static void __attribute__((format(printf, 1, 2))) fail(const char *fmt, ...)
 
 enum { OPT_ALLOC_UNIT = 256, OPT_LOG_SIZE, OPT_MAX_HOSTS, OPT_SIZE, OPT_LEASE_MS };
 
-static int parse_size_arg(const char *opt, const char *s, uint64_t *out)
+/*
+ * The options that take a size or a number, checked against what the format
+ * allows; what is left is -h, -V or getopt's error.  Returns a stop code.
+ */
+static int parse_value(struct mkfs_args *a, int c, const char *arg)
 {
-	int rc = shmfs_parse_size(s, out);
+	uint32_t lease_min = 100; /* the heartbeat follows: at most a quarter of it */
+	uint64_t v;
+	int rc;
 
-	if (rc == -ERANGE)
-		fail("%s: size '%s' is too large", opt, s);
-	else if (rc)
-		fail("%s: cannot parse size '%s' (use e.g. 4096, 64K, 2M, 1G, 1T)", opt, s);
-	return rc;
+	switch (c) {
+	case OPT_ALLOC_UNIT:
+		rc = shmfs_cli_size(&cli, "--alloc-unit", arg, &a->p.alloc_unit);
+		if (rc)
+			return rc;
+		if (!shmfs_is_pow2(a->p.alloc_unit) || a->p.alloc_unit < SHMFS_PAGE ||
+		    a->p.alloc_unit > SHMFS_MAX_ALLOC_UNIT)
+			return shmfs_cli_usage_error(&cli,
+				"--alloc-unit %s: must be a power of two from 4 KiB to 1 GiB", arg);
+		return 0;
+	case OPT_LOG_SIZE:
+		rc = shmfs_cli_size(&cli, "--log-size", arg, &a->p.log_size);
+		if (rc)
+			return rc;
+		if (a->p.log_size % SHMFS_PAGE || a->p.log_size < SHMFS_MIN_LOG ||
+		    a->p.log_size > SHMFS_MAX_LOG)
+			return shmfs_cli_usage_error(&cli,
+				"--log-size %s: must be a multiple of 4 KiB from 256 KiB to 64 GiB",
+				arg);
+		return 0;
+	case OPT_SIZE:
+		rc = shmfs_cli_size(&cli, "--size", arg, &a->size);
+		if (rc)
+			return rc;
+		if (a->size == 0 || a->size % SHMFS_PAGE)
+			return shmfs_cli_usage_error(&cli,
+				"--size %s: must be a nonzero multiple of 4096 bytes", arg);
+		a->have_size = true;
+		return 0;
+	case OPT_MAX_HOSTS:
+		rc = shmfs_cli_number(&cli, "--max-hosts", arg, 1, SHMFS_MAX_HOSTS, &v);
+		if (!rc)
+			a->p.max_hosts = (uint32_t)v;
+		return rc;
+	case OPT_LEASE_MS:
+		rc = shmfs_cli_number(&cli, "--lease-ms", arg, lease_min, 3600 * 1000, &v);
+		if (!rc)
+			a->p.lease_ms = (uint32_t)v;
+		return rc;
+	}
+	return shmfs_cli_option(&cli, c);
 }
 
-static int parse_u32_arg(const char *opt, const char *s, uint32_t min, uint32_t max,
-			 uint32_t *out)
+/* One option from getopt_long.  Returns a stop code (include/shmfs/cli.h). */
+static int parse_option(struct mkfs_args *a, int c, char *arg)
 {
-	char *end;
-	unsigned long long v;
-
-	errno = 0;
-	if (!s[0] || s[0] == '-' || s[0] == '+') {
-		fail("%s: '%s' is not a number", opt, s);
-		return -EINVAL;
+	switch (c) {
+	case 'f':
+		a->force = true;
+		return 0;
+	case 'n':
+		a->dry_run = true;
+		return 0;
+	case 'q':
+		a->quiet = true;
+		return 0;
+	case 'L':
+		if (strlen(arg) >= SHMFS_LABEL_MAX)
+			return shmfs_cli_usage_error(&cli,
+				"label '%s' is %zu bytes; at most %u are allowed", arg,
+				strlen(arg), SHMFS_LABEL_MAX - 1);
+		a->p.label = arg;
+		return 0;
+	case 'U':
+		if (shmfs_uuid_parse(arg, a->p.uuid))
+			return shmfs_cli_usage_error(&cli,
+				"invalid UUID '%s' (expected xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
+				arg);
+		a->p.have_uuid = true;
+		return 0;
 	}
-	v = strtoull(s, &end, 10);
-	if (*end) {
-		fail("%s: '%s' is not a number", opt, s);
-		return -EINVAL;
-	}
-	if (errno || v < min || v > max) {
-		fail("%s: %s is out of range (%u..%u)", opt, s, min, max);
-		return -ERANGE;
-	}
-	*out = (uint32_t)v;
-	return 0;
+	return parse_value(a, c, arg);
 }
 
 /* Returns 0 to go on, or the exit code to stop with (-1: exit 0). */
@@ -173,113 +223,28 @@ static int parse_args(int argc, char **argv, struct mkfs_args *a)
 		{ "lease-ms",   required_argument, NULL, OPT_LEASE_MS },
 		{ "dry-run",    no_argument,       NULL, 'n' },
 		{ "quiet",      no_argument,       NULL, 'q' },
-		{ "help",       no_argument,       NULL, 'h' },
-		{ "version",    no_argument,       NULL, 'V' },
+		SHMFS_CLI_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
-	uint32_t lease_min = 100; /* the heartbeat follows: at most a quarter of it */
 	char err[512];
-	int c;
+	int c, rc;
 
-	argv[0] = (char *)PROG; /* getopt's messages name the program, not its path */
-	while ((c = getopt_long(argc, argv, "fL:U:nqhV", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'f':
-			a->force = true;
-			break;
-		case 'L':
-			if (strlen(optarg) >= SHMFS_LABEL_MAX) {
-				fail("label '%s' is %zu bytes; at most %u are allowed", optarg,
-				     strlen(optarg), SHMFS_LABEL_MAX - 1);
-				return EX_USAGE;
-			}
-			a->p.label = optarg;
-			break;
-		case 'U':
-			if (shmfs_uuid_parse(optarg, a->p.uuid)) {
-				fail("invalid UUID '%s' (expected xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
-				     optarg);
-				return EX_USAGE;
-			}
-			a->p.have_uuid = true;
-			break;
-		case OPT_ALLOC_UNIT:
-			if (parse_size_arg("--alloc-unit", optarg, &a->p.alloc_unit))
-				return EX_USAGE;
-			if (!shmfs_is_pow2(a->p.alloc_unit) || a->p.alloc_unit < SHMFS_PAGE ||
-			    a->p.alloc_unit > SHMFS_MAX_ALLOC_UNIT) {
-				fail("--alloc-unit %s: must be a power of two from 4 KiB to 1 GiB",
-				     optarg);
-				return EX_USAGE;
-			}
-			break;
-		case OPT_LOG_SIZE:
-			if (parse_size_arg("--log-size", optarg, &a->p.log_size))
-				return EX_USAGE;
-			if (a->p.log_size % SHMFS_PAGE || a->p.log_size < SHMFS_MIN_LOG ||
-			    a->p.log_size > SHMFS_MAX_LOG) {
-				fail("--log-size %s: must be a multiple of 4 KiB from 256 KiB to 64 GiB",
-				     optarg);
-				return EX_USAGE;
-			}
-			break;
-		case OPT_MAX_HOSTS:
-			if (parse_u32_arg("--max-hosts", optarg, 1, SHMFS_MAX_HOSTS, &a->p.max_hosts))
-				return EX_USAGE;
-			break;
-		case OPT_SIZE:
-			if (parse_size_arg("--size", optarg, &a->size))
-				return EX_USAGE;
-			if (a->size == 0 || a->size % SHMFS_PAGE) {
-				fail("--size %s: must be a nonzero multiple of 4096 bytes", optarg);
-				return EX_USAGE;
-			}
-			a->have_size = true;
-			break;
-		case OPT_LEASE_MS:
-			if (parse_u32_arg("--lease-ms", optarg, lease_min, 3600 * 1000, &a->p.lease_ms))
-				return EX_USAGE;
-			break;
-		case 'n':
-			a->dry_run = true;
-			break;
-		case 'q':
-			a->quiet = true;
-			break;
-		case 'h':
-			usage(stdout);
-			return -1;
-		case 'V':
-			printf(PROG " (shmfs) %s, on-media format version %u\n", SHMFS_VERSION_STRING,
-			       SHMFS_VERSION);
-			return -1;
-		default:
-			/* getopt has printed what was wrong. */
-			fprintf(stderr, "Try '" PROG " --help' for more information.\n");
-			return EX_USAGE;
-		}
+	while ((c = shmfs_cli_getopt(&cli, argc, argv, "fL:U:nq" SHMFS_CLI_SHORTOPTS,
+				     longopts)) != -1) {
+		rc = parse_option(a, c, optarg);
+		if (rc)
+			return rc;
 	}
-	if (optind >= argc) {
-		fail("missing REGION (try '" PROG " --help')");
-		return EX_USAGE;
-	}
-	if (argc - optind > 1) {
-		fail("unexpected argument '%s' after REGION '%s'", argv[optind + 1], argv[optind]);
-		return EX_USAGE;
-	}
-	a->spec = argv[optind];
-	if (!a->spec[0]) {
-		fail("REGION is empty");
-		return EX_USAGE;
-	}
-	if (shmfs_region_parse_spec(a->spec, &a->rs, err, sizeof(err))) {
-		fail("%s", err);
-		return EX_USAGE;
-	}
-	if (a->have_size && a->rs.has_length) {
-		fail("--size and length= in the region spec cannot be combined");
-		return EX_USAGE;
-	}
+	rc = shmfs_cli_region(&cli, argc, argv, &a->spec);
+	if (rc)
+		return rc;
+	if (!a->spec[0])
+		return shmfs_cli_usage_error(&cli, "REGION is empty");
+	if (shmfs_region_parse_spec(a->spec, &a->rs, err, sizeof(err)))
+		return shmfs_cli_usage_error(&cli, "%s", err);
+	if (a->have_size && a->rs.has_length)
+		return shmfs_cli_usage_error(&cli,
+			"--size and length= in the region spec cannot be combined");
 	return 0;
 }
 

@@ -3,8 +3,10 @@
 # (clang only for the libFuzzer targets in tests/fuzz).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends \
+# Wait for the dpkg lock rather than fail: another installer (unattended-upgrades, a second
+# checkout's setup) may hold it for a while.
+apt-get -o DPkg::Lock::Timeout=600 update -qq
+apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
   build-essential cmake pkg-config \
   libfuse3-dev fuse3 liburcu-dev libxxhash-dev libdaxctl-dev libndctl-dev \
   python3 python3-pytest util-linux \

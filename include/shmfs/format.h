@@ -32,7 +32,10 @@
  * lock word that every host hammers.
  *
  * Rules that hold for every structure here:
- *  - every integer is fixed width and little-endian; read with le*toh();
+ *  - every integer wider than a byte is fixed width and little-endian (a
+ *    shmfs_le* type), read and written as a plain host integer: the build
+ *    refuses any host that is not little-endian (#error below), so host
+ *    order is media order;
  *  - every struct has explicit padding and a static_assert on its size and
  *    on the offsets readers depend on;
  *  - a checksum field is the last field of what it covers;
@@ -65,7 +68,12 @@
 #error "shmfs supports little-endian hosts only"
 #endif
 
-/* Little-endian on-media integer types (documentation for readers). */
+/*
+ * Little-endian on-media integer types.  They are plain host integers, which
+ * is right only because of the #error above; they mark every field that a
+ * big-endian port would have to read through le*toh() and write through
+ * htole*() (and whose shared atomic words it could not use at all).
+ */
 typedef uint16_t shmfs_le16;
 typedef uint32_t shmfs_le32;
 typedef uint64_t shmfs_le64;
