@@ -3,12 +3,13 @@
  * fuzz_fsck: fsck.shmfs's checks and repairs over a hostile region.
  *
  * Input: as fuzz_super (flags, a region size code, the region's first
- * bytes).  The checker is tools/fsck.c itself, compiled into this target
- * (its main() renamed) so that its passes run over the memory region
- * without a file: the same run_check(), repair() and verify_by_open() that
- * main() calls.  Nobody is mounted: the host table is not watched, every
- * slot counts as dead.  Leases in the superblocks are capped at 20 ms (a
- * repair that joins the host table may wait one).
+ * bytes).  The checker is tools/fsck/ itself, linked into this target
+ * without its main.c, so that its passes run over the memory region
+ * without a file: the same fsck_run_check(), fsck_repair() and
+ * fsck_verify_by_open() that main() calls.  Nobody is mounted: the host
+ * table is not watched, every slot counts as dead.  Leases in the
+ * superblocks are capped at 20 ms (a repair that joins the host table may
+ * wait one).
  *
  * Without FUZZ_F_WRITE it checks (-n); with it, it repairs everything (-y)
  * and asserts what fsck promises of a repair that did not fail: the
@@ -16,14 +17,14 @@
  * rejecting a record, and the second check finds nothing it could repair.
  */
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "shmfs/util.h"
 
 #include "fuzz.h"
 
-int shmfs_fsck_main(int argc, char **argv);
-#define main shmfs_fsck_main
-#include "../../tools/fsck.c"
-#undef main
+#include "../../tools/fsck/fsck.h"
 
 #define LEASE_CAP_MS 20u
 
@@ -64,7 +65,9 @@ static void free_problems(struct plist *l)
 	memset(l, 0, sizeof(*l));
 }
 
-/* F as main() leaves it before its first check, over our region. */
+static struct fsck ck;
+
+/* The run as main() leaves it before its first check, over our region. */
 static void fsck_reset(struct shmfs_region *r, bool yes)
 {
 	static uint8_t *buf, *buf2;
@@ -73,21 +76,21 @@ static void fsck_reset(struct shmfs_region *r, bool yes)
 	if (!buf) {
 		buf = malloc(SHMFS_LR_PAYLOAD_MAX);
 		buf2 = malloc(SHMFS_LR_PAYLOAD_MAX);
-		if (!buf || !buf2 || shmfs_log_scan_init(&scan, &F.log, -1, 0))
+		if (!buf || !buf2 || shmfs_log_scan_init(&scan, &ck.log, -1, 0))
 			FUZZ_FAIL("out of memory");
 	}
-	free_problems(&F.c1.pb);
-	free_problems(&F.c2.pb);
-	free(F.slots);
-	memset(&F, 0, sizeof(F));
-	F.mode = yes ? M_YES : M_CHECK;
-	F.json = true;                  /* no report on stdout */
-	F.spec = "fuzz";
-	F.r = *r;
-	F.buf = buf;
-	F.buf2 = buf2;
-	F.scan = scan;
-	F.watched = true;               /* no slots watched: nobody is live */
+	free_problems(&ck.c1.pb);
+	free_problems(&ck.c2.pb);
+	free(ck.slots);
+	memset(&ck, 0, sizeof(ck));
+	ck.mode = yes ? M_YES : M_CHECK;
+	ck.json = true;                 /* no report on stdout */
+	ck.spec = "fuzz";
+	ck.r = *r;
+	ck.buf = buf;
+	ck.buf2 = buf2;
+	ck.scan = scan;
+	ck.watched = true;              /* no slots watched: nobody is live */
 }
 
 static bool fixable(const struct plist *l)
@@ -130,17 +133,17 @@ static void one_input(const uint8_t *data, size_t size)
 	}
 
 	fsck_reset(r, yes);
-	if (run_check(&F.c1, false) != 0)
+	if (fsck_run_check(&ck, &ck.c1, false) != 0)
 		return; /* no usable superblock: nothing to check */
-	if (!yes || !fixable(&F.c1.pb))
+	if (!yes || !fixable(&ck.c1.pb))
 		return;
-	repair();
-	if (!F.modified)
+	fsck_repair(&ck);
+	if (!ck.modified)
 		return;
-	int rc = run_check(&F.c2, true);
+	int rc = fsck_run_check(&ck, &ck.c2, true);
 	FUZZ_ASSERT(rc == 0, "the repaired region has no usable superblock");
-	verify_by_open();
-	if (F.op_error || F.refused)
+	fsck_verify_by_open(&ck);
+	if (ck.op_error || ck.refused)
 		return;
 
 	/* A repair that did not fail leaves a region every mount replays. */
@@ -152,9 +155,9 @@ static void one_input(const uint8_t *data, size_t size)
 		    fs->stats.stuck ? fs->stats.stuck_why : fs->stats.last_reject);
 	fuzz_check_ns(fs);
 	shmfs_fs_close(fs);
-	for (size_t i = 0; i < F.c2.pb.n; i++)
-		FUZZ_ASSERT(F.c2.pb.v[i].fix == FIX_NONE, "after repair, still repairable: %s: %s [%s]",
-			    F.c2.pb.v[i].loc, F.c2.pb.v[i].msg, F.c2.pb.v[i].code);
+	for (size_t i = 0; i < ck.c2.pb.n; i++)
+		FUZZ_ASSERT(ck.c2.pb.v[i].fix == FIX_NONE, "after repair, still repairable: %s: %s [%s]",
+			    ck.c2.pb.v[i].loc, ck.c2.pb.v[i].msg, ck.c2.pb.v[i].code);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
