@@ -9,7 +9,7 @@
  * Writers pick free runs next-fit from a cursor so consecutive allocations
  * of one stream stay contiguous.
  */
-#include "shmfs/ns.h"
+#include "shmfs/alloc.h"
 #include "shmfs/util.h"
 
 #include <errno.h>

@@ -34,12 +34,13 @@
 
 #include <urcu/arch.h>
 
-#include "shmfs/core.h"
+#include "shmfs/ns.h"
+#include "shmfs/super.h"
 #include "shmfs/util.h"
 
-static struct shmfs_host *slot(const struct shmfs_fs *fs, uint32_t i)
+static struct shmfs_host *slot(const struct shmfs_coord *c, uint32_t i)
 {
-	return shmfs_host_slot(fs->region->base, &fs->sb, i);
+	return shmfs_host_slot(c->base, c->sb, i);
 }
 
 static uint64_t load(const uint64_t *p)
@@ -83,9 +84,9 @@ static void sleep_ns(uint64_t ns)
 		;
 }
 
-static int claim(struct shmfs_fs *fs, uint32_t i, uint64_t old, const char *name, uint32_t state)
+static int claim(struct shmfs_coord *c, uint32_t i, uint64_t old, const char *name, uint32_t state)
 {
-	struct shmfs_host *h = slot(fs, i);
+	struct shmfs_host *h = slot(c, i);
 	struct shmfs_host id;
 	struct utsname u;
 	uint64_t token;
@@ -103,7 +104,7 @@ static int claim(struct shmfs_fs *fs, uint32_t i, uint64_t old, const char *name
 	id.hs_mount_ns = shmfs_now_ns();
 	id.hs_pid = (uint32_t)getpid();
 	id.hs_state = SHMFS_HOST_JOINING;
-	id.hs_flags = fs->readonly ? SHMFS_HOST_F_READONLY : 0;
+	id.hs_flags = c->readonly ? SHMFS_HOST_F_READONLY : 0;
 	if (name)
 		snprintf(id.hs_name, sizeof(id.hs_name), "%s", name);
 	if (uname(&u) == 0)
@@ -119,23 +120,23 @@ static int claim(struct shmfs_fs *fs, uint32_t i, uint64_t old, const char *name
 	memcpy((uint8_t *)h + 16, (uint8_t *)&id + 16, sizeof(id) - 16);
 	__atomic_store_n(&h->hs_heartbeat, load(&h->hs_heartbeat) + 1, __ATOMIC_RELEASE);
 	__atomic_store_n(&h->hs_state, state, __ATOMIC_RELEASE);
-	fs->slot = (int)i;
-	fs->token = token;
+	c->slot = (int)i;
+	c->token = token;
 	return 0;
 }
 
-int shmfs_host_join(struct shmfs_fs *fs, const char *name, uint32_t state, char *err,
+int shmfs_host_join(struct shmfs_coord *c, const char *name, uint32_t state, char *err,
 		    size_t errlen)
 {
-	uint32_t n = fs->sb.sb_max_hosts;
+	uint32_t n = c->sb->sb_max_hosts;
 	uint64_t *tok, *hb;
 
 	/* Free slots first: never claimed, or left cleanly (leaving clears the
 	 * token).  A slot with a token is someone's, even if its state still
 	 * reads FREE: that is a claim in progress, not a free slot. */
 	for (uint32_t i = 0; i < n; i++) {
-		struct shmfs_host *h = slot(fs, i);
-		if (load(&h->hs_token) == 0 && claim(fs, i, 0, name, state) == 0)
+		struct shmfs_host *h = slot(c, i);
+		if (load(&h->hs_token) == 0 && claim(c, i, 0, name, state) == 0)
 			return 0;
 	}
 	/* Then slots whose heartbeat stands still for a lease. */
@@ -147,13 +148,13 @@ int shmfs_host_join(struct shmfs_fs *fs, const char *name, uint32_t state, char 
 		return -ENOMEM;
 	}
 	for (uint32_t i = 0; i < n; i++) {
-		tok[i] = load(&slot(fs, i)->hs_token);
-		hb[i] = load(&slot(fs, i)->hs_heartbeat);
+		tok[i] = load(&slot(c, i)->hs_token);
+		hb[i] = load(&slot(c, i)->hs_heartbeat);
 	}
-	sleep_ns(fs->lease_ns);
+	sleep_ns(c->lease_ns);
 	for (uint32_t i = 0; i < n; i++) {
-		if (load(&slot(fs, i)->hs_heartbeat) == hb[i] &&
-		    claim(fs, i, tok[i], name, state) == 0) {
+		if (load(&slot(c, i)->hs_heartbeat) == hb[i] &&
+		    claim(c, i, tok[i], name, state) == 0) {
 			free(tok);
 			free(hb);
 			return 0;
@@ -165,41 +166,41 @@ int shmfs_host_join(struct shmfs_fs *fs, const char *name, uint32_t state, char 
 	return -EUSERS;
 }
 
-void shmfs_host_restamp(struct shmfs_fs *fs)
+void shmfs_host_restamp(struct shmfs_coord *c)
 {
-	if (fs->slot < 0)
+	if (c->slot < 0)
 		return;
-	struct shmfs_host *h = slot(fs, (uint32_t)fs->slot);
-	if (load(&h->hs_token) != fs->token)
+	struct shmfs_host *h = slot(c, (uint32_t)c->slot);
+	if (load(&h->hs_token) != c->token)
 		return;
 	h->hs_pid = (uint32_t)getpid();
 	__atomic_store_n(&h->hs_ident_csum, shmfs_host_ident_csum(h), __ATOMIC_RELEASE);
 }
 
-bool shmfs_host_lost(const struct shmfs_fs *fs)
+bool shmfs_host_lost(const struct shmfs_coord *c)
 {
-	return fs->slot >= 0 && load(&slot(fs, (uint32_t)fs->slot)->hs_token) != fs->token;
+	return c->slot >= 0 && load(&slot(c, (uint32_t)c->slot)->hs_token) != c->token;
 }
 
-void shmfs_host_beat(struct shmfs_fs *fs)
+void shmfs_host_beat(struct shmfs_coord *c)
 {
-	if (fs->slot < 0)
+	if (c->slot < 0)
 		return;
-	struct shmfs_host *h = slot(fs, (uint32_t)fs->slot);
+	struct shmfs_host *h = slot(c, (uint32_t)c->slot);
 	/* Only beat a slot that is still ours: a host whose lease expired
 	 * and whose slot was taken over must not revive it. */
-	if (load(&h->hs_token) != fs->token)
+	if (load(&h->hs_token) != c->token)
 		return;
 	__atomic_store_n(&h->hs_heartbeat_ns, shmfs_now_ns(), __ATOMIC_RELAXED);
 	__atomic_fetch_add(&h->hs_heartbeat, 1, __ATOMIC_RELEASE);
 }
 
-void shmfs_host_leave(struct shmfs_fs *fs)
+void shmfs_host_leave(struct shmfs_coord *c)
 {
-	if (fs->slot < 0)
+	if (c->slot < 0)
 		return;
-	struct shmfs_host *h = slot(fs, (uint32_t)fs->slot);
-	uint64_t tok = fs->token;
+	struct shmfs_host *h = slot(c, (uint32_t)c->slot);
+	uint64_t tok = c->token;
 
 	if (load(&h->hs_token) == tok) {
 		/* a free slot holds nothing but zeros (fsck checks) */
@@ -210,37 +211,37 @@ void shmfs_host_leave(struct shmfs_fs *fs)
 		__atomic_compare_exchange_n(&h->hs_token, &tok, 0, false, __ATOMIC_ACQ_REL,
 					    __ATOMIC_RELAXED);
 	}
-	fs->slot = -1;
-	fs->token = 0;
+	c->slot = -1;
+	c->token = 0;
 }
 
-bool shmfs_host_live_locked(struct shmfs_fs *fs, uint32_t i)
+bool shmfs_host_live_locked(struct shmfs_coord *c, uint32_t i)
 {
-	struct shmfs_host *h = slot(fs, i);
-	struct shmfs_watch *w = &fs->watch[i];
+	struct shmfs_host *h = slot(c, i);
+	struct shmfs_coord_watch *w = &c->watch[i];
 	uint64_t tok = load(&h->hs_token), beat = load(&h->hs_heartbeat), now = shmfs_mono_ns();
 	uint32_t state = __atomic_load_n(&h->hs_state, __ATOMIC_ACQUIRE);
 
-	if ((int)i == fs->slot)
+	if ((int)i == c->slot)
 		return true;
 	if (!tok || state == SHMFS_HOST_FREE)
 		return false;
 	if (w->token != tok || w->beat != beat) {
-		*w = (struct shmfs_watch){ tok, beat, now };
+		*w = (struct shmfs_coord_watch){ tok, beat, now };
 		return true;
 	}
-	return now - w->since < fs->lease_ns; /* silent for a lease: dead */
+	return now - w->since < c->lease_ns; /* silent for a lease: dead */
 }
 
-uint64_t shmfs_hosts_safe_seq(struct shmfs_fs *fs)
+uint64_t shmfs_hosts_safe_seq(struct shmfs_coord *c, uint64_t next_seq)
 {
-	uint64_t safe = fs->seq;
+	uint64_t safe = next_seq;
 
-	fs->npins = 0;
-	for (uint32_t i = 0; i < fs->sb.sb_max_hosts; i++) {
-		if ((int)i == fs->slot || !shmfs_host_live_locked(fs, i))
+	c->npins = 0;
+	for (uint32_t i = 0; i < c->sb->sb_max_hosts; i++) {
+		if ((int)i == c->slot || !shmfs_host_live_locked(c, i))
 			continue;
-		struct shmfs_host *h = slot(fs, i);
+		struct shmfs_host *h = slot(c, i);
 		/* hs_pin_seq before the list: a seq moves from the one to the
 		 * other by a store into the list, then a store that raises
 		 * hs_pin_seq (see publish_progress) */
@@ -253,34 +254,34 @@ uint64_t shmfs_hosts_safe_seq(struct shmfs_fs *fs)
 		for (uint32_t k = 0; k < SHMFS_HOST_PINS; k++) {
 			uint64_t p = load(&h->hs_pins[k]);
 			if (p && p < s)
-				fs->pins[fs->npins++] = p;
+				c->pins[c->npins++] = p;
 		}
 	}
 	return safe;
 }
 
 /* The heartbeat of a lock owner, or 0 for an owner field that names no slot. */
-static uint64_t owner_beat(const struct shmfs_fs *fs, uint32_t owner)
+static uint64_t owner_beat(const struct shmfs_coord *c, uint32_t owner)
 {
-	if (owner == 0 || owner > fs->sb.sb_max_hosts)
+	if (owner == 0 || owner > c->sb->sb_max_hosts)
 		return 0;
-	return load(&slot(fs, owner - 1)->hs_heartbeat);
+	return load(&slot(c, owner - 1)->hs_heartbeat);
 }
 
-int shmfs_lock_acquire(struct shmfs_fs *fs, bool *broke)
+int shmfs_lock_acquire(struct shmfs_coord *c, bool *broke)
 {
-	uint64_t *word = &fs->ctl->ctl_lock;
-	uint64_t seen = load(word), seen_beat = owner_beat(fs, shmfs_lock_owner(seen));
+	uint64_t *word = &c->ctl->ctl_lock;
+	uint64_t seen = load(word), seen_beat = owner_beat(c, shmfs_lock_owner(seen));
 	uint64_t since = shmfs_mono_ns();
-	uint32_t self = (uint32_t)fs->slot + 1;
+	uint32_t self = (uint32_t)c->slot + 1;
 	unsigned spins = 0;
 
 	*broke = false;
-	if (fs->slot < 0 || fs->readonly)
+	if (c->slot < 0 || c->readonly)
 		return -EROFS;
-	if (shmfs_host_lost(fs))
+	if (shmfs_host_lost(c))
 		return -ESTALE;
-	shmfs_host_beat(fs);
+	shmfs_host_beat(c);
 	for (;;) {
 		uint64_t v = load(word);
 		uint32_t owner = shmfs_lock_owner(v);
@@ -289,7 +290,7 @@ int shmfs_lock_acquire(struct shmfs_fs *fs, bool *broke)
 		bool take = owner == 0;
 
 		if (!take) {
-			uint64_t beat = owner_beat(fs, owner);
+			uint64_t beat = owner_beat(c, owner);
 			if (owner == self) {
 				/* Our slot holds it, but not us: an earlier life of this
 				 * slot died holding it. */
@@ -298,17 +299,17 @@ int shmfs_lock_acquire(struct shmfs_fs *fs, bool *broke)
 				seen = v;
 				seen_beat = beat;
 				since = shmfs_mono_ns();
-			} else if (shmfs_mono_ns() - since >= fs->lease_ns) {
+			} else if (shmfs_mono_ns() - since >= c->lease_ns) {
 				take = *broke = true;
 			}
 		}
-		if (take && shmfs_host_lost(fs))
+		if (take && shmfs_host_lost(c))
 			return -ESTALE;
 		if (take) {
 			if (__atomic_compare_exchange_n(word, &v, mine, false, __ATOMIC_ACQ_REL,
 							__ATOMIC_RELAXED)) {
-				fs->lock_word = mine;
-				fs->locked = true;
+				c->lock_word = mine;
+				c->locked = true;
 				return 0;
 			}
 			*broke = false;
@@ -323,21 +324,107 @@ int shmfs_lock_acquire(struct shmfs_fs *fs, bool *broke)
 	}
 }
 
-bool shmfs_lock_held(const struct shmfs_fs *fs)
+bool shmfs_lock_held(const struct shmfs_coord *c)
 {
-	return fs->locked && load(&fs->ctl->ctl_lock) == fs->lock_word;
+	return c->locked && load(&c->ctl->ctl_lock) == c->lock_word;
 }
 
-int shmfs_lock_release(struct shmfs_fs *fs)
+int shmfs_lock_release(struct shmfs_coord *c)
 {
-	uint64_t mine = fs->lock_word;
+	uint64_t mine = c->lock_word;
 	uint64_t free_word = shmfs_lock_gen(mine);
 
-	if (!fs->locked)
+	if (!c->locked)
 		return 0;
-	fs->locked = false;
-	if (!__atomic_compare_exchange_n(&fs->ctl->ctl_lock, &mine, free_word, false,
+	c->locked = false;
+	if (!__atomic_compare_exchange_n(&c->ctl->ctl_lock, &mine, free_word, false,
 					 __ATOMIC_RELEASE, __ATOMIC_RELAXED))
 		return -ESTALE;
 	return 0;
+}
+
+bool shmfs_lock_names_us(const struct shmfs_coord *c)
+{
+	return c->slot >= 0 && shmfs_lock_owner(load(&c->ctl->ctl_lock)) == (uint32_t)c->slot + 1;
+}
+
+/* ---- what this host publishes, and the reuse that follows from it ------ */
+
+/*
+ * The pins first, so that nobody sees the new position without them.  A
+ * pinned record stays in its hs_pins entry while it is pinned, or is
+ * covered by hs_pin_seq; one moves from hs_pin_seq into a freed entry by a
+ * store into the entry, then a store that raises hs_pin_seq: a reader that
+ * loads hs_pin_seq, then the entries, sees it in one or the other.
+ * Records newly pinned are above hs_applied_seq, stored last.
+ */
+void shmfs_coord_publish_locked(struct shmfs_coord *c, struct shmfs_ns *ns, uint64_t next_seq)
+{
+	/* A slot taken over (or overwritten) is no longer ours to write. */
+	if (c->slot < 0 || shmfs_host_lost(c))
+		return;
+	struct shmfs_host *h = slot(c, (uint32_t)c->slot);
+	uint64_t old[SHMFS_HOST_PINS];
+	memcpy(old, c->pub_pins, sizeof(old));
+	uint64_t rest = shmfs_ns_pins(ns, c->pub_pins, SHMFS_HOST_PINS);
+	for (uint32_t k = 0; k < SHMFS_HOST_PINS; k++)
+		if (c->pub_pins[k] != old[k])
+			__atomic_store_n(&h->hs_pins[k], c->pub_pins[k], __ATOMIC_RELEASE);
+	__atomic_store_n(&h->hs_pin_seq, rest, __ATOMIC_RELEASE);
+	__atomic_store_n(&h->hs_applied_seq, next_seq - 1, __ATOMIC_RELEASE);
+}
+
+uint64_t shmfs_coord_reap_locked(struct shmfs_coord *c, struct shmfs_ns *ns, uint64_t next_seq)
+{
+	uint64_t safe = shmfs_hosts_safe_seq(c, next_seq);
+
+	return shmfs_ns_reap(ns, safe, c->pins, c->npins);
+}
+
+enum shmfs_coord_pending shmfs_coord_pending_locked(struct shmfs_coord *c, struct shmfs_ns *ns,
+						    uint64_t next_seq)
+{
+	uint64_t applied = next_seq;
+
+	shmfs_coord_reap_locked(c, ns, next_seq);
+	if (ns->alloc.nfree > ns->alloc.npend)
+		return SHMFS_PENDING_READY;
+	for (uint32_t i = 0; i < c->sb->sb_max_hosts; i++) {
+		if ((int)i == c->slot || !shmfs_host_live_locked(c, i))
+			continue;
+		struct shmfs_host *h = slot(c, i);
+		applied = SHMFS_MIN(applied, load(&h->hs_applied_seq) + 1);
+	}
+	for (size_t k = 0; k < ns->npending; k++)
+		if (ns->pending[k].seq >= applied)
+			return SHMFS_PENDING_WAIT;
+	return SHMFS_PENDING_NONE;
+}
+
+int shmfs_coord_init(struct shmfs_coord *c, uint8_t *base, const struct shmfs_super *sb,
+		     bool readonly, uint32_t lease_ms)
+{
+	*c = (struct shmfs_coord){
+		.base = base, .sb = sb, .readonly = readonly, .slot = -1,
+		.ctl = (struct shmfs_ctl *)(base + sb->sb_ctl_off),
+		.lease_ns = (uint64_t)(lease_ms ? lease_ms : sb->sb_lease_ms) * 1000000ull,
+	};
+	c->watch = calloc(sb->sb_max_hosts, sizeof(*c->watch));
+	c->pins = calloc((size_t)sb->sb_max_hosts * SHMFS_HOST_PINS, sizeof(*c->pins));
+	if (!c->watch || !c->pins) {
+		shmfs_coord_fini(c);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void shmfs_coord_fini(struct shmfs_coord *c)
+{
+	if (!c->sb)
+		return; /* never set up */
+	shmfs_host_leave(c);
+	free(c->watch);
+	free(c->pins);
+	c->watch = NULL;
+	c->pins = NULL;
 }

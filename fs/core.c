@@ -20,9 +20,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "shmfs/coord.h"
 #include "shmfs/ns.h"
+#include "shmfs/rec.h"
 #include "shmfs/util.h"
 
 int shmfs_fs_format(struct shmfs_region *r, const struct shmfs_mkfs_params *p,
@@ -31,9 +33,7 @@ int shmfs_fs_format(struct shmfs_region *r, const struct shmfs_mkfs_params *p,
 {
 	struct shmfs_log log;
 	struct shmfs_ctl *ctl;
-	struct {
-		struct shmfs_lr_create c;
-	} root;
+	uint8_t root[sizeof(struct shmfs_lr_create)];
 	struct shmfs_log_rec hdr;
 	uint64_t next;
 	int rc;
@@ -55,16 +55,12 @@ int shmfs_fs_format(struct shmfs_region *r, const struct shmfs_mkfs_params *p,
 	ctl->ctl_magic = SHMFS_CTL_MAGIC;
 
 	log = (struct shmfs_log){ r->base + sb->sb_log_off, sb->sb_log_size, sb->sb_log_seed };
-	memset(&root, 0, sizeof(root));
-	root.c.cr_ino = SHMFS_ROOT_INO;
-	root.c.cr_mode = S_IFDIR | (root_mode & 07777);
-	root.c.cr_uid = root_uid;
-	root.c.cr_gid = root_gid;
+	uint32_t len = shmfs_rec_root(root, root_mode, root_uid, root_gid);
 	memset(&hdr, 0, sizeof(hdr));
 	hdr.lr_type = SHMFS_LR_CREATE;
-	hdr.lr_len = sizeof(root);
+	hdr.lr_len = len;
 	hdr.lr_time = sb->sb_mkfs_time;
-	rc = shmfs_log_append(&log, 0, 1, &hdr, &root, &next);
+	rc = shmfs_log_append(&log, 0, 1, &hdr, root, &next);
 	if (rc) {
 		shmfs_errf(err, errlen, "cannot write the root directory: %s", strerror(-rc));
 		return rc;
@@ -85,7 +81,7 @@ int shmfs_fs_prepare(struct shmfs_region *r, const struct shmfs_fs_opts *o,
 	if (!fs)
 		return -ENOMEM;
 	fs->region = r;
-	fs->slot = -1;
+	fs->coord.slot = -1;
 	pthread_mutex_init(&fs->replay_lock, NULL);
 	fs->seq = 1;
 	rc = shmfs_super_read(r, &fs->sb, NULL, err, errlen, other, sizeof(other));
@@ -98,26 +94,25 @@ int shmfs_fs_prepare(struct shmfs_region *r, const struct shmfs_fs_opts *o,
 		rc = -EROFS;
 		goto fail;
 	}
-	fs->ctl = (struct shmfs_ctl *)(r->base + fs->sb.sb_ctl_off);
-	if (!fs->readonly && fs->ctl->ctl_magic != SHMFS_CTL_MAGIC) {
+	rc = shmfs_coord_init(&fs->coord, r->base, &fs->sb, fs->readonly, o->lease_ms);
+	if (rc)
+		goto fail;
+	if (!fs->readonly && fs->coord.ctl->ctl_magic != SHMFS_CTL_MAGIC) {
 		shmfs_errf(err, errlen, "control page is damaged (bad magic): run fsck.shmfs");
 		rc = -EUCLEAN;
 		goto fail;
 	}
 	fs->log = (struct shmfs_log){ r->base + fs->sb.sb_log_off, fs->sb.sb_log_size,
 				      fs->sb.sb_log_seed };
-	fs->lease_ns = (uint64_t)(o->lease_ms ? o->lease_ms : fs->sb.sb_lease_ms) * 1000000ull;
 	fs->on_reject = o->on_reject;
 	fs->on_reject_ctx = o->on_reject_ctx;
 	fs->rbuf = malloc(SHMFS_LR_PAYLOAD_MAX);
-	fs->watch = calloc(fs->sb.sb_max_hosts, sizeof(*fs->watch));
-	fs->pins = calloc((size_t)fs->sb.sb_max_hosts * SHMFS_HOST_PINS, sizeof(*fs->pins));
-	if (!fs->rbuf || !fs->watch || !fs->pins) {
+	if (!fs->rbuf) {
 		rc = -ENOMEM;
 		goto fail;
 	}
 	if (o->join && !fs->readonly) {
-		rc = shmfs_host_join(fs, o->host_name,
+		rc = shmfs_host_join(&fs->coord, o->host_name,
 				     o->tool ? SHMFS_HOST_TOOL : SHMFS_HOST_ACTIVE, err, errlen);
 		if (rc)
 			goto fail;
@@ -140,7 +135,7 @@ int shmfs_fs_finish(struct shmfs_fs *fs, char *err, size_t errlen)
 		shmfs_errf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	fs->ns->self_host = fs->slot;
+	fs->ns->self_host = fs->coord.slot;
 	/* Nobody can read this namespace yet: replay may change it in place. */
 	fs->ns->exclusive = true;
 	rc = shmfs_fs_replay(fs);
@@ -173,53 +168,49 @@ void shmfs_fs_close(struct shmfs_fs *fs)
 {
 	if (!fs)
 		return;
-	if (fs->locked)
+	if (fs->coord.locked)
 		shmfs_fs_unlock(fs);
-	shmfs_host_leave(fs);
+	shmfs_coord_fini(&fs->coord);
 	shmfs_ns_free(fs->ns);
 	free(fs->rbuf);
-	free(fs->watch);
-	free(fs->pins);
 	pthread_mutex_destroy(&fs->replay_lock);
 	free(fs);
 }
 
-/*
- * Tell other hosts what we have applied and what freed space we still
- * reach -- the pins first, so that nobody sees the new position without
- * them.  A pinned record stays in its hs_pins entry while it is pinned, or
- * is covered by hs_pin_seq; one moves from hs_pin_seq into a freed entry
- * by a store into the entry, then a store that raises hs_pin_seq: a reader
- * that loads hs_pin_seq, then the entries, sees it in one or the other.
- * Records newly pinned are above hs_applied_seq, stored last.  Under
- * replay_lock.
- */
+/* Tell other hosts what we have applied and what freed space we still
+ * reach (fs/coord.c).  Under replay_lock. */
 static void publish_progress(struct shmfs_fs *fs)
 {
-	/* A slot taken over (or overwritten) is no longer ours to write. */
-	if (fs->slot < 0 || shmfs_host_lost(fs))
-		return;
-	struct shmfs_host *h = shmfs_host_slot(fs->region->base, &fs->sb, (uint32_t)fs->slot);
-	uint64_t old[SHMFS_HOST_PINS];
-	memcpy(old, fs->pub_pins, sizeof(old));
-	uint64_t rest = shmfs_ns_pins(fs->ns, fs->pub_pins, SHMFS_HOST_PINS);
-	for (uint32_t k = 0; k < SHMFS_HOST_PINS; k++)
-		if (fs->pub_pins[k] != old[k])
-			__atomic_store_n(&h->hs_pins[k], fs->pub_pins[k], __ATOMIC_RELEASE);
-	__atomic_store_n(&h->hs_pin_seq, rest, __ATOMIC_RELEASE);
-	__atomic_store_n(&h->hs_applied_seq, fs->seq - 1, __ATOMIC_RELEASE);
+	shmfs_coord_publish_locked(&fs->coord, fs->ns, fs->seq);
+}
+
+/* Another host changed these inodes' contents: readers that cache what
+ * they read (the kernel's page cache) compare generations. */
+static void note_remote(struct shmfs_fs *fs, const struct shmfs_ns_changes *ch)
+{
+	for (unsigned i = 0; i < ch->n; i++) {
+		if (ch->c[i].kind != SHMFS_NS_CONTENT)
+			continue;
+		rcu_read_lock();
+		struct shmfs_inode *ip = shmfs_ns_iget(fs->ns, ch->c[i].ino);
+		if (ip)
+			__atomic_fetch_add(&ip->remote_gen, 1, __ATOMIC_RELAXED);
+		rcu_read_unlock();
+	}
 }
 
 /* Apply one verified record; deterministic on every host. */
 static int replay_one(struct shmfs_fs *fs, const struct shmfs_log_entry *e)
 {
 	struct shmfs_replay_stats *st = &fs->stats;
+	struct shmfs_ns_changes changes;
+	struct shmfs_rec r;
 	char why[160];
 	int rc;
 
-	rc = shmfs_lr_check_shape(&e->hdr, e->payload, fs->sb.sb_alloc_unit, why, sizeof(why));
+	rc = shmfs_rec_check(&e->hdr, e->payload, fs->sb.sb_alloc_unit, &r, why, sizeof(why));
 	if (!rc)
-		rc = shmfs_ns_apply(fs->ns, &e->hdr, e->payload, false, why, sizeof(why));
+		rc = shmfs_ns_apply_rec(fs->ns, &r, false, &changes, why, sizeof(why));
 	if (rc == -ENOMEM)
 		return rc;
 	if (rc) {
@@ -231,8 +222,9 @@ static int replay_one(struct shmfs_fs *fs, const struct shmfs_log_entry *e)
 			   e->pos, why);
 	} else {
 		st->records++;
-		if (fs->on_apply)
-			fs->on_apply(fs->on_apply_ctx, &e->hdr, e->payload);
+		note_remote(fs, &changes);
+		if (fs->on_change)
+			fs->on_change(fs->on_change_ctx, &r, &changes);
 	}
 	return 0;
 }
@@ -306,7 +298,7 @@ int shmfs_fs_lock(struct shmfs_fs *fs)
 	if (fs->fatal)
 		return fs->fatal;
 	pthread_mutex_lock(&fs->replay_lock);
-	rc = shmfs_lock_acquire(fs, &broke);
+	rc = shmfs_lock_acquire(&fs->coord, &broke);
 	if (rc)
 		goto fail;
 	/* Catch up with the tail, then seal it if the last holder died. */
@@ -328,7 +320,7 @@ int shmfs_fs_lock(struct shmfs_fs *fs)
 	}
 	return 0;
 fail_release:
-	shmfs_lock_release(fs);
+	shmfs_lock_release(&fs->coord);
 fail:
 	pthread_mutex_unlock(&fs->replay_lock);
 	return rc < 0 ? rc : -EIO;
@@ -336,9 +328,9 @@ fail:
 
 void shmfs_fs_unlock(struct shmfs_fs *fs)
 {
-	if (!fs->locked)
+	if (!fs->coord.locked)
 		return;
-	shmfs_lock_release(fs);
+	shmfs_lock_release(&fs->coord);
 	pthread_mutex_unlock(&fs->replay_lock);
 }
 
@@ -346,11 +338,12 @@ int shmfs_fs_commit(struct shmfs_fs *fs, uint16_t type, uint16_t flags,
 		    const void *payload, uint32_t len)
 {
 	struct shmfs_log_rec h;
+	struct shmfs_rec r;
 	char why[160];
 	uint64_t next;
 	int rc;
 
-	if (!fs->locked)
+	if (!fs->coord.locked)
 		return -ENOLCK;
 	if (fs->fatal)
 		return fs->fatal;
@@ -360,13 +353,14 @@ int shmfs_fs_commit(struct shmfs_fs *fs, uint16_t type, uint16_t flags,
 	h.lr_type = type;
 	h.lr_flags = flags;
 	h.lr_len = len;
-	h.lr_host = (uint16_t)fs->slot;
-	h.lr_lock_gen = (uint32_t)shmfs_lock_gen(fs->lock_word);
+	h.lr_host = (uint16_t)fs->coord.slot;
+	h.lr_lock_gen = (uint32_t)shmfs_lock_gen(fs->coord.lock_word);
 	h.lr_time = shmfs_now_ns();
-	rc = shmfs_lr_check_shape(&h, payload, fs->sb.sb_alloc_unit, why, sizeof(why));
+	h.lr_seq = fs->seq;
+	rc = shmfs_rec_check(&h, payload, fs->sb.sb_alloc_unit, &r, why, sizeof(why));
 	if (rc)
 		return -EINVAL;
-	rc = shmfs_ns_apply(fs->ns, &h, payload, true, why, sizeof(why));
+	rc = shmfs_ns_apply_rec(fs->ns, &r, true, NULL, why, sizeof(why));
 	if (rc)
 		return rc;
 	/* The end of the log is kept for records that free things, so that a
@@ -377,7 +371,7 @@ int shmfs_fs_commit(struct shmfs_fs *fs, uint16_t type, uint16_t flags,
 		     type == SHMFS_LR_XATTR_REMOVE;
 	if (!frees && fs->pos + shmfs_lr_stride(len) > fs->log.size - reserve)
 		return -ENOSPC;
-	if (!shmfs_lock_held(fs)) {
+	if (!shmfs_lock_held(&fs->coord)) {
 		fs->fatal = -ESTALE;
 		return -ESTALE;
 	}
@@ -389,7 +383,7 @@ int shmfs_fs_commit(struct shmfs_fs *fs, uint16_t type, uint16_t flags,
 	}
 	fs->pos = next;
 	fs->seq++;
-	rc = shmfs_ns_apply(fs->ns, &h, payload, false, why, sizeof(why));
+	rc = shmfs_ns_apply_rec(fs->ns, &r, false, NULL, why, sizeof(why));
 	if (rc) {
 		fs->fatal = -EIO;
 		return -EIO;
@@ -401,10 +395,9 @@ int shmfs_fs_commit(struct shmfs_fs *fs, uint16_t type, uint16_t flags,
 
 int shmfs_fs_alloc(struct shmfs_fs *fs, uint64_t want, uint64_t *first, uint64_t *got)
 {
-	if (!fs->locked)
+	if (!fs->coord.locked)
 		return -ENOLCK;
-	uint64_t safe = shmfs_hosts_safe_seq(fs);
-	shmfs_ns_reap(fs->ns, safe, fs->pins, fs->npins);
+	shmfs_coord_reap_locked(&fs->coord, fs->ns, fs->seq);
 	return shmfs_alloc_find(&fs->ns->alloc, want, first, got);
 }
 
@@ -414,10 +407,8 @@ uint64_t shmfs_fs_reap(struct shmfs_fs *fs)
 		return 0;
 	pthread_mutex_lock(&fs->replay_lock);
 	uint64_t n = 0;
-	if (fs->ns->npending) {
-		uint64_t safe = shmfs_hosts_safe_seq(fs);
-		n = shmfs_ns_reap(fs->ns, safe, fs->pins, fs->npins);
-	}
+	if (fs->ns->npending)
+		n = shmfs_coord_reap_locked(&fs->coord, fs->ns, fs->seq);
 	pthread_mutex_unlock(&fs->replay_lock);
 	return n;
 }
@@ -448,9 +439,38 @@ void shmfs_fs_close_inode(struct shmfs_fs *fs, uint64_t ino)
 	pthread_mutex_unlock(&fs->replay_lock);
 }
 
+bool shmfs_fs_wait_pending(struct shmfs_fs *fs, uint64_t *deadline)
+{
+	struct timespec ts = { 0, 5000000 };
+	uint64_t now = shmfs_mono_ns(), lease = fs->coord.lease_ns;
+
+	if (!*deadline)
+		*deadline = now + lease + lease / 2;
+	if (now >= *deadline)
+		return false;
+	pthread_mutex_lock(&fs->replay_lock);
+	/* reusable since the allocator looked (a host just found dead, or
+	 * the follower reaped): try again at once */
+	enum shmfs_coord_pending p = shmfs_coord_pending_locked(&fs->coord, fs->ns, fs->seq);
+	pthread_mutex_unlock(&fs->replay_lock);
+	if (p == SHMFS_PENDING_NONE)
+		return false;
+	if (p == SHMFS_PENDING_WAIT)
+		nanosleep(&ts, NULL);
+	return true;
+}
+
+bool shmfs_fs_host_live(struct shmfs_fs *fs, uint32_t i)
+{
+	pthread_mutex_lock(&fs->replay_lock);
+	bool live = shmfs_host_live_locked(&fs->coord, i);
+	pthread_mutex_unlock(&fs->replay_lock);
+	return live;
+}
+
 void shmfs_fs_heartbeat(struct shmfs_fs *fs)
 {
-	shmfs_host_beat(fs);
+	shmfs_host_beat(&fs->coord);
 }
 
 void shmfs_fs_free_stray_lock(struct shmfs_fs *fs)
@@ -458,15 +478,13 @@ void shmfs_fs_free_stray_lock(struct shmfs_fs *fs)
 	uint64_t next;
 	bool broke;
 
-	if (fs->slot < 0 || fs->readonly ||
-	    shmfs_lock_owner(__atomic_load_n(&fs->ctl->ctl_lock, __ATOMIC_ACQUIRE)) !=
-	    (uint32_t)fs->slot + 1)
+	if (fs->readonly || !shmfs_lock_names_us(&fs->coord))
 		return;
 	/* Busy: a thread of ours holds the lock, or is taking it (and will
 	 * break a stray word itself). */
 	if (pthread_mutex_trylock(&fs->replay_lock))
 		return;
-	if (!fs->locked && shmfs_lock_acquire(fs, &broke) == 0) {
+	if (!fs->coord.locked && shmfs_lock_acquire(&fs->coord, &broke) == 0) {
 		/* As any lock breaker: whatever the "holder" half-wrote at the
 		 * tail is sealed off, never replayed. */
 		if (broke && replay_locked(fs) >= 0 &&
@@ -474,7 +492,7 @@ void shmfs_fs_free_stray_lock(struct shmfs_fs *fs)
 			fs->stats.seals++;
 			fs->pos = next;
 		}
-		shmfs_lock_release(fs);
+		shmfs_lock_release(&fs->coord);
 	}
 	pthread_mutex_unlock(&fs->replay_lock);
 }

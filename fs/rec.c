@@ -89,6 +89,12 @@ uint32_t shmfs_rec_xattr(void *buf, uint64_t ino, uint32_t flags, const char *na
 	return (uint32_t)(sizeof(x) + name_len + value_len);
 }
 
+uint32_t shmfs_rec_root(void *buf, uint32_t mode, uint32_t uid, uint32_t gid)
+{
+	return shmfs_rec_create(buf, SHMFS_ROOT_INO, 0, S_IFDIR | (mode & 07777), uid, gid, 0,
+				"", 0, NULL, 0);
+}
+
 uint32_t shmfs_rec_setattr(void *buf, const struct shmfs_lr_setattr *sa)
 {
 	memcpy(buf, sa, sizeof(*sa));

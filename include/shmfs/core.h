@@ -21,12 +21,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "shmfs/coord.h"
 #include "shmfs/format.h"
 #include "shmfs/log.h"
 #include "shmfs/region.h"
 #include "shmfs/super.h"
 
 struct shmfs_ns;
+struct shmfs_ns_changes;
+struct shmfs_rec;
 
 struct shmfs_fs_opts {
 	bool readonly;          /* never append, never take the lock */
@@ -55,34 +58,24 @@ struct shmfs_replay_stats {
 struct shmfs_fs {
 	struct shmfs_region *region;
 	struct shmfs_super sb;          /* validated private copy */
-	struct shmfs_ctl *ctl;          /* in the region */
 	struct shmfs_log log;
 	struct shmfs_ns *ns;
+	struct shmfs_coord coord;       /* our slot, the lock; its _locked state
+	                                 * under replay_lock */
 	bool readonly;
-	int slot;                       /* our host slot, -1 if none */
-	uint64_t token;                 /* our claim token */
-	uint64_t lease_ns;
 
 	pthread_mutex_t replay_lock;    /* serialises replay within a process */
 	uint64_t pos;                   /* under replay_lock: next record's byte */
 	uint64_t seq;                   /* under replay_lock: next record's seq */
 	struct shmfs_replay_stats stats;/* under replay_lock */
 	uint8_t *rbuf;                  /* under replay_lock: payload buffer */
-
-	struct shmfs_watch {            /* under replay_lock: other hosts' beats */
-		uint64_t token, beat, since;
-	} *watch;
-	uint64_t *pins;                 /* under replay_lock: records other hosts
-	                                 * pin (shmfs_hosts_safe_seq) */
-	size_t npins;
-	uint64_t pub_pins[SHMFS_HOST_PINS]; /* what we publish in hs_pins */
-	bool locked;                    /* we hold ctl_lock */
-	uint64_t lock_word;             /* its value while we hold it */
 	int fatal;                      /* sticky: a failed commit stops writes */
 	/* told of every record replay applies (records of other hosts, and
-	 * this slot's from an earlier life), under replay_lock */
-	void (*on_apply)(void *ctx, const struct shmfs_log_rec *h, const void *payload);
-	void *on_apply_ctx;
+	 * this slot's from an earlier life) with what it changed in the
+	 * namespace, under replay_lock */
+	void (*on_change)(void *ctx, const struct shmfs_rec *r,
+			  const struct shmfs_ns_changes *changes);
+	void *on_change_ctx;
 	/* told of every record replay rejects (checksum fine, contents not),
 	 * with the reason; for fsck and dump */
 	void (*on_reject)(void *ctx, const struct shmfs_log_entry *e, const char *why);
@@ -151,6 +144,25 @@ int shmfs_fs_alloc(struct shmfs_fs *fs, uint64_t want, uint64_t *first, uint64_t
 
 /* Release freed space no live host can reach any more (periodically). */
 uint64_t shmfs_fs_reap(struct shmfs_fs *fs);
+
+/*
+ * Out of space, but space freed by other records is still pending: it is
+ * reused only once every live host has applied the record that freed it,
+ * and a host that has just mounted counts every slot in use as live until
+ * it has watched it for a lease (a host killed long ago included).  Wait
+ * for that, as ext4 waits for a journal commit before it reports ENOSPC:
+ * true (after a short sleep when needed) while it is worth trying again,
+ * until *deadline (0: set to 1.5 leases from now).  Space held by a pin
+ * (a file still open on a live host) is not waited for.
+ */
+bool shmfs_fs_wait_pending(struct shmfs_fs *fs, uint64_t *deadline);
+
+/* Our host slot, -1 when we have none (read-only mounts, tools). */
+static inline int shmfs_fs_slot(const struct shmfs_fs *fs) { return fs->coord.slot; }
+
+/* Is the host in slot i alive as far as we have watched it?  Takes the
+ * replay lock (shmfs_host_live_locked without it). */
+bool shmfs_fs_host_live(struct shmfs_fs *fs, uint32_t i);
 
 /* Local open handles pin an inode's data against reuse by any host. */
 void shmfs_fs_open_inode(struct shmfs_fs *fs, uint64_t ino);

@@ -20,7 +20,9 @@
 #include <urcu/rculfhash.h>
 #include <urcu/rculist.h>
 
+#include "shmfs/alloc.h"
 #include "shmfs/format.h"
+#include "shmfs/rec.h"
 
 struct shmfs_attr {
 	uint32_t mode, uid, gid, nlink;
@@ -100,15 +102,6 @@ struct shmfs_dentry {
 	char name[];                    /* NUL-terminated for convenience */
 };
 
-struct shmfs_alloc {
-	uint64_t nunits;
-	uint64_t unit;
-	uint64_t nfree;                 /* units no file owns */
-	uint64_t npend;                 /* of those, units not yet reusable */
-	uint64_t cursor;                /* next-fit hint */
-	uint64_t *bits;                 /* 1 = owned by a file (from the log) */
-	uint64_t *pend;                 /* 1 = freed, but a host may still reach it */
-};
 
 /* Space freed by record `seq` that some host may still be reading. */
 struct shmfs_pending {
@@ -154,6 +147,34 @@ void shmfs_ns_free(struct shmfs_ns *ns);
  */
 int shmfs_ns_apply(struct shmfs_ns *ns, const struct shmfs_log_rec *h, const void *payload,
 		   bool dry_run, char *why, size_t whylen);
+
+/*
+ * What an applied record changed, for caches above the namespace (the
+ * daemon tells the kernel to forget them).  Names point into the record's
+ * payload copy: valid while the caller holds it.
+ */
+enum shmfs_ns_change_kind {
+	SHMFS_NS_ENTRY,         /* name in dir now names ino (0: something) or
+	                         * nothing: forget the entry */
+	SHMFS_NS_ENTRY_GONE,    /* name in dir no longer names ino */
+	SHMFS_NS_ATTR,          /* ino's attributes changed (links, times) */
+	SHMFS_NS_CONTENT,       /* ino's size, data layout or xattrs changed */
+};
+struct shmfs_ns_change {
+	enum shmfs_ns_change_kind kind;
+	uint64_t dir, ino;
+	const char *name;
+	uint16_t name_len;
+};
+struct shmfs_ns_changes {
+	unsigned n;
+	struct shmfs_ns_change c[8];
+};
+
+/* shmfs_ns_apply for a decoded, shape-checked record (shmfs_rec_check);
+ * changes (may be NULL) gets what it changed when it was applied. */
+int shmfs_ns_apply_rec(struct shmfs_ns *ns, const struct shmfs_rec *r, bool dry_run,
+		       struct shmfs_ns_changes *changes, char *why, size_t whylen);
 
 /*
  * A record changes several objects (a rename: two entries, two directories,
@@ -203,15 +224,5 @@ uint64_t shmfs_ns_pins(struct shmfs_ns *ns, uint64_t *pins, size_t n);
 /* Drop an inode that is gone from the log once its last local open
  * handle is closed.  Writer's lock held. */
 void shmfs_ns_forget(struct shmfs_ns *ns, uint64_t ino);
-
-/* Allocator (alloc.c), in units.  Derived from replay only. */
-int shmfs_alloc_init(struct shmfs_alloc *a, uint64_t nunits, uint64_t unit);
-void shmfs_alloc_destroy(struct shmfs_alloc *a);
-bool shmfs_alloc_is_free(const struct shmfs_alloc *a, uint64_t first, uint64_t n);
-void shmfs_alloc_mark(struct shmfs_alloc *a, uint64_t first, uint64_t n, bool used);
-void shmfs_alloc_pend(struct shmfs_alloc *a, uint64_t first, uint64_t n, bool pend);
-/* Find a free run: the first run of want units from the cursor, else the
- * longest run found (>= 1).  Returns -ENOSPC when nothing is free. */
-int shmfs_alloc_find(struct shmfs_alloc *a, uint64_t want, uint64_t *first, uint64_t *got);
 
 #endif /* SHMFS_NS_H */

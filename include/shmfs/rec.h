@@ -28,6 +28,9 @@
 uint32_t shmfs_rec_create(void *buf, uint64_t ino, uint64_t parent, uint32_t mode,
 			  uint32_t uid, uint32_t gid, uint64_t rdev, const char *name,
 			  size_t name_len, const char *target, size_t target_len);
+/* The root directory's create record (inode 1, no parent, no name): mkfs
+ * writes it first; fsck rebuilds it. */
+uint32_t shmfs_rec_root(void *buf, uint32_t mode, uint32_t uid, uint32_t gid);
 /* SHMFS_LR_LINK, SHMFS_LR_UNLINK and SHMFS_LR_RMDIR share one shape. */
 uint32_t shmfs_rec_dirent(void *buf, uint64_t dir, uint64_t ino, const char *name,
 			  size_t name_len);

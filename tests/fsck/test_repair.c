@@ -181,7 +181,7 @@ static void test_super_ctl_lock(void)
 	/* The next holder takes it without breaking anything. */
 	struct shmfs_fs *fs = open_fs(true);
 	CHECK_RC(shmfs_fs_lock(fs), 0);
-	CHECK(fs->stats.seals == 0 && shmfs_lock_gen(fs->lock_word) == 8, "clean takeover");
+	CHECK(fs->stats.seals == 0 && shmfs_lock_gen(fs->coord.lock_word) == 8, "clean takeover");
 	shmfs_fs_unlock(fs);
 	shmfs_fs_close(fs);
 }

@@ -672,7 +672,7 @@ static void close_handle(struct writer *w, int k)
 	rcu_read_lock();
 	struct shmfs_inode *ip = shmfs_ns_iget(w->fs->ns, ino);
 	orphan = ip && __atomic_load_n(&ip->nopen, __ATOMIC_ACQUIRE) == 1 &&
-		 ip->orphan_host == (uint32_t)w->fs->slot + 1 && !ip->attr->nlink;
+		 ip->orphan_host == (uint32_t)w->fs->coord.slot + 1 && !ip->attr->nlink;
 	rcu_read_unlock();
 	shmfs_fs_close_inode(w->fs, ino);
 	if (orphan)
@@ -684,11 +684,11 @@ static void close_handle(struct writer *w, int k)
  * number beyond the table, or a slot whose heartbeat stands still? */
 static bool host_gone(struct shmfs_fs *fs, uint32_t host)
 {
-	bool dead = host == (uint32_t)fs->slot + 1 || host > fs->sb.sb_max_hosts;
+	bool dead = host == (uint32_t)fs->coord.slot + 1 || host > fs->sb.sb_max_hosts;
 
 	if (!dead) {
 		pthread_mutex_lock(&fs->replay_lock);
-		dead = !shmfs_host_live_locked(fs, host - 1);
+		dead = !shmfs_host_live_locked(&fs->coord, host - 1);
 		pthread_mutex_unlock(&fs->replay_lock);
 	}
 	return dead;
@@ -842,7 +842,7 @@ static void write_phase(struct shmfs_region *r, struct shmfs_fs *reader, uint64_
 	w.fs = fuzz_open(r, true, &rc);
 	if (!w.fs)
 		return;
-	shmfs_host_restamp(w.fs);
+	shmfs_host_restamp(&w.fs->coord);
 	shmfs_fs_heartbeat(w.fs);
 	fuzz_check_ns(w.fs);
 	mount_cleanup(w.fs);

@@ -140,7 +140,7 @@ static void test_dead_holder(void)
 	/* a wakes up: its lease is gone, and it cannot publish. */
 	CHECK_RC(create(a, "zombie"), -ESTALE);
 	CHECK_RC(create(a, "zombie2"), -ESTALE);
-	a->locked = false; /* what the daemon does when it learns it lost the lock */
+	a->coord.locked = false; /* what the daemon does when it learns it lost the lock */
 
 	/* A fresh host sees before, after, the seal, and nothing of a's tail. */
 	struct shmfs_fs *c = host("c");
@@ -168,17 +168,17 @@ static void test_slots(void)
 
 	if (!a || !b)
 		return;
-	CHECK(a->slot != b->slot, "distinct slots");
-	struct shmfs_host *hs = shmfs_host_slot(r.base, &a->sb, (uint32_t)a->slot);
+	CHECK(a->coord.slot != b->coord.slot, "distinct slots");
+	struct shmfs_host *hs = shmfs_host_slot(r.base, &a->sb, (uint32_t)a->coord.slot);
 	CHECK(!strcmp(hs->hs_name, "a") && hs->hs_state == SHMFS_HOST_ACTIVE &&
 	      hs->hs_ident_csum == shmfs_host_ident_csum(hs), "slot identity");
 
 	/* Both slots live (b keeps beating from this thread): no room for c. */
-	int dead_slot = a->slot;
-	a->slot = -1; /* a dies without leaving: its slot stays claimed */
+	int dead_slot = a->coord.slot;
+	a->coord.slot = -1; /* a dies without leaving: its slot stays claimed */
 	uint64_t t0 = shmfs_mono_ns();
 	int rc = shmfs_fs_open(&r, &o, &c, err, sizeof(err));
-	CHECK(rc == 0 && c && c->slot == dead_slot, "c reclaims a's slot: rc %d %s", rc, err);
+	CHECK(rc == 0 && c && c->coord.slot == dead_slot, "c reclaims a's slot: rc %d %s", rc, err);
 	CHECK((shmfs_mono_ns() - t0) / 1000000 >= LEASE_MS, "only after a lease");
 	shmfs_fs_close(c);
 	CHECK(shmfs_host_slot(r.base, &b->sb, (uint32_t)dead_slot)->hs_state == SHMFS_HOST_FREE,
