@@ -256,7 +256,7 @@ static void take_lock(struct repair_run *rr)
 		return;
 	}
 	bool broke = false;
-	rc = shmfs_lock_acquire(rr->fs, &broke);
+	rc = shmfs_lock_acquire(&rr->fs->coord, &broke);
 	if (rc) {
 		fprintf(stderr, PROG ": %s: cannot take the metadata lock: %s\n", ck->spec,
 			strerror(-rc));
@@ -392,8 +392,8 @@ static void repair_log(struct repair_run *rr)
 			repair_log_problem(rr, lp[i]);
 		repair_log_tail(rr);
 		if (rr->fs) {
-			if (rr->fs->locked)
-				shmfs_lock_release(rr->fs);
+			if (rr->fs->coord.locked)
+				shmfs_lock_release(&rr->fs->coord);
 			shmfs_fs_close(rr->fs);
 			rr->fs = NULL;
 		}
