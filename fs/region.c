@@ -47,6 +47,8 @@
  *
  * Errors are one line, starting with the path, saying what is wrong and
  * what to run about it; the return value is -errno.
+ *
+ * Stores into the mapping are fs/region_io.c's.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -746,31 +748,31 @@ static bool unknown_option_instead(const char *path, const char *spec, char *err
 	return false;
 }
 
-int shmfs_region_open(const char *spec, const struct shmfs_region_opts *opts,
-		      struct shmfs_region *r, char *err, size_t errlen)
+/* Step 1: the spec, with pci:DDDD:BB:DD.F expanded to its BAR file. */
+static int open_parse(const char *spec, struct shmfs_region_spec *s, bool *short_pci, char *err,
+		      size_t errlen)
 {
-	static const struct shmfs_region_opts no_opts;
-	struct shmfs_region_spec s;
-	struct probe p;
-	struct stat st, fst;
-	const char *path = s.path;
-	bool short_pci;
-	uint64_t size, delta;
-	void *addr;
-	int rc, fd = -1, flags, prot;
+	int rc = shmfs_region_parse_spec(spec, s, err, errlen);
 
-	region_reset(r);
-	if (!opts)
-		opts = &no_opts;
-	memset(&p, 0, sizeof(p));
-	rc = shmfs_region_parse_spec(spec, &s, err, errlen);
 	if (rc)
 		return rc;
-	short_pci = !strncmp(s.path, "pci:", 4);
-	if (short_pci && (rc = expand_pci(&s, err, errlen)))
-		return rc;
+	*short_pci = !strncmp(s->path, "pci:", 4);
+	return *short_pci ? expand_pci(s, err, errlen) : 0;
+}
 
-	flags = (opts->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+/*
+ * Steps 2 and 3: classify the path and open it (creating a missing regular
+ * file when asked): *fd is the descriptor of exactly what was classified, and p
+ * knows the kind, its size and its alignment.  On failure *fd may be open.
+ */
+static int open_by_kind(const char *spec, const struct shmfs_region_spec *s, bool short_pci,
+			const struct shmfs_region_opts *opts, struct probe *p, int *fd, char *err,
+			size_t errlen)
+{
+	const char *path = s->path;
+	int flags = (opts->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC, rc;
+	struct stat st, fst;
+
 	if (stat(path, &st) < 0) {
 		rc = -errno;
 		if (rc == -ENOENT && short_pci) {
@@ -785,82 +787,46 @@ int shmfs_region_open(const char *spec, const struct shmfs_region_opts *opts,
 			shmfs_errf(err, errlen, "%s: %s", path, strerror(-rc));
 			return rc;
 		}
-		fd = open(path, flags | O_CREAT, 0600);
-		if (fd < 0 || fstat(fd, &st) < 0) {
+		*fd = open(path, flags | O_CREAT, 0600);
+		if (*fd < 0 || fstat(*fd, &st) < 0) {
 			rc = -errno;
 			shmfs_errf(err, errlen, "%s: cannot create: %s", path, strerror(-rc));
-			goto fail;
+			return rc;
 		}
 	}
 
-	rc = classify(path, &st, &s, &p, err, errlen);
+	rc = classify(path, &st, s, p, err, errlen);
 	if (rc)
-		goto fail;
+		return rc;
 
-	if (fd < 0) {
-		fd = open(path, flags);
-		if (fd < 0) {
+	if (*fd < 0) {
+		*fd = open(path, flags);
+		if (*fd < 0) {
 			rc = -errno;
 			shmfs_errf(err, errlen, "%s: %s%s", path, strerror(-rc),
 				   rc != -EACCES && rc != -EPERM ? "" :
 				   opts->readonly ? " (run as root, or get read access to it)" :
 				   " (run as root, or get read/write access to it)");
-			goto fail;
+			return rc;
 		}
 		/* What we classified must be what we opened. */
-		if (fstat(fd, &fst) < 0 || fst.st_dev != st.st_dev || fst.st_ino != st.st_ino) {
+		if (fstat(*fd, &fst) < 0 || fst.st_dev != st.st_dev || fst.st_ino != st.st_ino) {
 			shmfs_errf(err, errlen, "%s: changed while being opened; try again", path);
-			rc = -EAGAIN;
-			goto fail;
+			return -EAGAIN;
 		}
 	}
+	if (p->kind == SHMFS_REGION_FILE)
+		return probe_file(path, *fd, s, opts, p, err, errlen);
+	return 0;
+}
 
-	if (p.kind == SHMFS_REGION_FILE) {
-		rc = probe_file(path, fd, &s, opts, &p, err, errlen);
-		if (rc)
-			goto fail;
-	}
-	rc = check_window(path, &s, opts, &p, &size, err, errlen);
-	if (rc)
-		goto fail;
-
-	if (p.kind == SHMFS_REGION_PCI)
-		pci_enable(path, &p); /* only now: a bad spec leaves the device alone */
-
-	/* UIO picks the map by mmap offset, so a window inside it is ours. */
-	delta = p.kind == SHMFS_REGION_UIO ? s.offset : 0;
-	prot = opts->readonly ? PROT_READ : PROT_READ | PROT_WRITE;
-	addr = mmap(NULL, (size_t)(delta + size), prot, MAP_SHARED, fd,
-		    (off_t)(p.pgoff + s.offset - delta));
-	if (addr == MAP_FAILED) {
-		char a[32], b[32], why[160] = "";
-
-		rc = -errno;
-		if (p.kind == SHMFS_REGION_PCI && p.enable_err)
-			snprintf(why, sizeof(why), " (enabling the device failed: %s)",
-				 strerror(p.enable_err));
-		else if (p.kind == SHMFS_REGION_HUGETLBFS && rc == -ENOMEM)
-			snprintf(why, sizeof(why),
-				 " (not enough free huge pages; raise /proc/sys/vm/nr_hugepages)");
-		shmfs_errf(err, errlen, "%s: cannot map %s at offset %s: %s%s", path,
-			   shmfs_fmt_size(size, a, sizeof(a)),
-			   shmfs_fmt_size(s.offset, b, sizeof(b)), strerror(-rc), why);
-		goto fail;
-	}
-
-	r->map_addr = addr;
-	r->map_len = (size_t)(delta + size);
-	r->base = (uint8_t *)addr + delta;
-	r->size = size;
-	r->align = p.align;
-	r->kind = p.kind;
-	r->readonly = opts->readonly;
-	r->fd = fd;
-	r->offset = s.offset;
-	/* Absolute, so that it still names the region after a chdir (and for
-	 * the programs the daemon tells it to). */
+/* Absolute, so that it still names the region after a chdir (and for the
+ * programs the daemon tells it to). */
+static void set_path(struct shmfs_region *r, const char *path)
+{
 	char cwd[PATH_MAX];
 	size_t cl;
+
 	if (path[0] != '/' && getcwd(cwd, sizeof(cwd)) &&
 	    (cl = strlen(cwd)) + 1 + strlen(path) < sizeof(r->path)) {
 		memcpy(r->path, cwd, cl);
@@ -869,12 +835,82 @@ int shmfs_region_open(const char *spec, const struct shmfs_region_opts *opts,
 	} else {
 		snprintf(r->path, sizeof(r->path), "%s", path);
 	}
-	return 0;
+}
 
-fail:
-	if (fd >= 0)
-		close(fd);
+/* Step 4: check the window against what the probe found, map it, and
+ * fill r.  fd becomes r's on success. */
+static int open_map(const struct shmfs_region_spec *s, const struct shmfs_region_opts *opts,
+		    struct probe *p, int fd, struct shmfs_region *r, char *err, size_t errlen)
+{
+	const char *path = s->path;
+	uint64_t size, delta;
+	void *addr;
+	int rc, prot;
+
+	rc = check_window(path, s, opts, p, &size, err, errlen);
+	if (rc)
+		return rc;
+
+	if (p->kind == SHMFS_REGION_PCI)
+		pci_enable(path, p); /* only now: a bad spec leaves the device alone */
+
+	/* UIO picks the map by mmap offset, so a window inside it is ours. */
+	delta = p->kind == SHMFS_REGION_UIO ? s->offset : 0;
+	prot = opts->readonly ? PROT_READ : PROT_READ | PROT_WRITE;
+	addr = mmap(NULL, (size_t)(delta + size), prot, MAP_SHARED, fd,
+		    (off_t)(p->pgoff + s->offset - delta));
+	if (addr == MAP_FAILED) {
+		char a[32], b[32], why[160] = "";
+
+		rc = -errno;
+		if (p->kind == SHMFS_REGION_PCI && p->enable_err)
+			snprintf(why, sizeof(why), " (enabling the device failed: %s)",
+				 strerror(p->enable_err));
+		else if (p->kind == SHMFS_REGION_HUGETLBFS && rc == -ENOMEM)
+			snprintf(why, sizeof(why),
+				 " (not enough free huge pages; raise /proc/sys/vm/nr_hugepages)");
+		shmfs_errf(err, errlen, "%s: cannot map %s at offset %s: %s%s", path,
+			   shmfs_fmt_size(size, a, sizeof(a)),
+			   shmfs_fmt_size(s->offset, b, sizeof(b)), strerror(-rc), why);
+		return rc;
+	}
+
+	r->map_addr = addr;
+	r->map_len = (size_t)(delta + size);
+	r->base = (uint8_t *)addr + delta;
+	r->size = size;
+	r->align = p->align;
+	r->kind = p->kind;
+	r->readonly = opts->readonly;
+	r->fd = fd;
+	r->offset = s->offset;
+	set_path(r, path);
+	return 0;
+}
+
+int shmfs_region_open(const char *spec, const struct shmfs_region_opts *opts,
+		      struct shmfs_region *r, char *err, size_t errlen)
+{
+	static const struct shmfs_region_opts no_opts;
+	struct shmfs_region_spec s;
+	struct probe p;
+	bool short_pci;
+	int rc, fd = -1;
+
 	region_reset(r);
+	if (!opts)
+		opts = &no_opts;
+	memset(&p, 0, sizeof(p));
+	rc = open_parse(spec, &s, &short_pci, err, errlen);
+	if (!rc)
+		rc = open_by_kind(spec, &s, short_pci, opts, &p, &fd, err, errlen);
+	if (!rc)
+		rc = open_map(&s, opts, &p, fd, r, err, errlen);
+	if (rc) {
+		if (fd >= 0)
+			close(fd);
+		region_reset(r);
+	}
 	return rc;
 }
 
@@ -929,7 +965,7 @@ int shmfs_region_zero(struct shmfs_region *r, uint64_t off, uint64_t len)
 {
 	uint64_t unit, pos, start, end;
 
-	if (!r->base || off > r->size || len > r->size - off)
+	if (!shmfs_region_ptr(r, off, len))
 		return -EINVAL;
 	if (!len)
 		return 0;
@@ -944,16 +980,14 @@ int shmfs_region_zero(struct shmfs_region *r, uint64_t off, uint64_t len)
 		if (start < end) {
 			if (fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 				      (off_t)start, (off_t)(end - start)) == 0) {
-				memset(r->base + off, 0, (size_t)(start - pos));
-				memset(r->base + (end - r->offset), 0, (size_t)(pos + len - end));
-				return 0;
+				shmfs_region_clear(r, off, start - pos);
+				return shmfs_region_clear(r, end - r->offset, pos + len - end);
 			}
 			if (errno != EOPNOTSUPP && errno != ENOSYS)
 				return -errno;
 		}
 	}
-	memset(r->base + off, 0, (size_t)len);
-	return 0;
+	return shmfs_region_clear(r, off, len);
 }
 
 const char *shmfs_region_kind_name(enum shmfs_region_kind kind)

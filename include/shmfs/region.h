@@ -64,8 +64,39 @@ int shmfs_region_open_mem(uint64_t size, uint64_t align, struct shmfs_region *r)
 void shmfs_region_close(struct shmfs_region *r);
 
 /* Make [off, off+len) of the region read as zeros.  On regular files this
- * punches a hole (no memory is allocated); elsewhere it stores zeros. */
+ * punches a hole (no memory is allocated); elsewhere it stores zeros.
+ * For mkfs and repair, over metadata: the data area uses shmfs_region_clear. */
 int shmfs_region_zero(struct shmfs_region *r, uint64_t off, uint64_t len);
+
+/*
+ * Access to the data area.  Every store of file bytes into the region, and
+ * every store of zeros that hides stale bytes, goes through
+ * shmfs_region_store or shmfs_region_clear; nothing above this layer
+ * writes through r->base into the data area.  That gives later work one
+ * place to hook in: fencing (a host never stores into memory it might no
+ * longer own, so its standing is checked before a batch of stores) and
+ * memory without cache coherence (the lines stored are written back, the
+ * lines read are invalidated first).  Offsets are region offsets (the
+ * caller adds sb_data_off); each call is bounds-checked against r->size
+ * and returns -EINVAL outside it, -EROFS on a read-only region.
+ *
+ * shmfs_region_store  copies len bytes in.  On a regular file (tmpfs) it
+ *                     uses pwrite(2): the kernel fills fresh pages much
+ *                     faster than page faults on the mapping do, and the
+ *                     mapping sees the same pages.  Elsewhere (devdax,
+ *                     BARs, hugetlbfs, memory) it copies through the map.
+ * shmfs_region_clear  stores zeros in place.  Unlike shmfs_region_zero it
+ *                     never punches a hole: the pages stay allocated, so a
+ *                     write that follows does not fault them in again.
+ * shmfs_region_load   copies len bytes out.
+ * shmfs_region_ptr    the address of [off, off+len) for readers that hand
+ *                     region memory on by reference (the read path's
+ *                     replies); NULL outside the region.
+ */
+int shmfs_region_store(struct shmfs_region *r, uint64_t off, const void *src, size_t len);
+int shmfs_region_clear(struct shmfs_region *r, uint64_t off, uint64_t len);
+int shmfs_region_load(const struct shmfs_region *r, uint64_t off, void *dst, size_t len);
+const uint8_t *shmfs_region_ptr(const struct shmfs_region *r, uint64_t off, uint64_t len);
 
 const char *shmfs_region_kind_name(enum shmfs_region_kind kind);
 

@@ -993,6 +993,98 @@ static void test_devices(void)
 	unsetenv("SHMFS_SYSFS_ROOT");
 }
 
+/* ---- the data-area access path: store, clear, load, ptr ---------------------- */
+
+/* Round trips and bounds refusals on an open region r of at least 64 KiB. */
+static void check_access(struct shmfs_region *r, const char *what)
+{
+	uint8_t in[5000], out[5000];
+	uint64_t end = r->size;
+
+	for (size_t i = 0; i < sizeof(in); i++)
+		in[i] = (uint8_t)(i * 13 + 5);
+	memset(r->base, 0xab, 64 * KIB);
+	CHECK(shmfs_region_store(r, 4000, in, sizeof(in)) == 0, "%s: store", what);
+	CHECK(!memcmp(r->base + 4000, in, sizeof(in)), "%s: store not seen through the map", what);
+	CHECK(r->base[3999] == 0xab && r->base[9000] == 0xab, "%s: store spilled", what);
+	memset(out, 0, sizeof(out));
+	CHECK(shmfs_region_load(r, 4000, out, sizeof(out)) == 0 && !memcmp(in, out, sizeof(in)),
+	      "%s: load does not return what was stored", what);
+	CHECK(shmfs_region_clear(r, 4100, 300) == 0, "%s: clear", what);
+	CHECK(r->base[4099] == in[99] && all_bytes(r->base + 4100, 300, 0) &&
+	      r->base[4400] == in[400], "%s: clear range wrong", what);
+	CHECK(shmfs_region_ptr(r, 4000, 10) == r->base + 4000, "%s: ptr", what);
+	/* the last byte, and empty ranges at the end */
+	CHECK(shmfs_region_store(r, end - 1, in, 1) == 0 && r->base[end - 1] == in[0],
+	      "%s: store of the last byte", what);
+	CHECK(shmfs_region_store(r, end, in, 0) == 0 && shmfs_region_clear(r, end, 0) == 0 &&
+	      shmfs_region_load(r, end, out, 0) == 0 && shmfs_region_ptr(r, end, 0) == r->base + end,
+	      "%s: empty range at the end refused", what);
+	/* refusals: past the end, and lengths that wrap; none stores a byte */
+	memset(r->base + end - 10, 0xcd, 10);
+	CHECK(shmfs_region_store(r, end - 10, in, 11) == -EINVAL, "%s: store past end", what);
+	CHECK(shmfs_region_store(r, end + 1, in, 0) == -EINVAL, "%s: store beyond end", what);
+	CHECK(shmfs_region_clear(r, end - 10, 11) == -EINVAL, "%s: clear past end", what);
+	CHECK(shmfs_region_clear(r, 10, UINT64_MAX) == -EINVAL, "%s: clear wraps", what);
+	CHECK(shmfs_region_load(r, end - 10, out, 11) == -EINVAL, "%s: load past end", what);
+	CHECK(shmfs_region_load(r, UINT64_MAX, out, 2) == -EINVAL, "%s: load wraps", what);
+	CHECK(shmfs_region_ptr(r, end - 10, 11) == NULL, "%s: ptr past end", what);
+	CHECK(shmfs_region_ptr(r, 1, UINT64_MAX) == NULL, "%s: ptr wraps", what);
+	CHECK(all_bytes(r->base + end - 10, 10, 0xcd), "%s: a refused call stored", what);
+}
+
+static void test_access(void)
+{
+	struct shmfs_region r, ro;
+	struct shmfs_region_opts create = { .create = true, .grow_to = 256 * KIB };
+	struct shmfs_region_opts rdonly = { .readonly = true };
+	char path[512], err[1024];
+	uint8_t b = 1;
+	int rc;
+
+	printf("access\n");
+	rc = shmfs_region_open_mem(256 * KIB, 4096, &r);
+	CHECK(rc == 0, "open_mem: %d", rc);
+	if (!rc) {
+		check_access(&r, "memory");
+		shmfs_region_close(&r);
+	}
+
+	/* A file region stores by pwrite: the file itself has the bytes, at
+	 * the region's offset within it. */
+	xpath(path, sizeof(path), "access.img");
+	rc = open_spec(path, &create, &r, err, sizeof(err));
+	CHECK(rc == 0, "open %s: %d %s", path, rc, err);
+	if (!rc) {
+		check_access(&r, "file");
+		CHECK(file_byte(path, 4000) == (uint8_t)5 && file_byte(path, 4100) == 0,
+		      "file: stored bytes not in the file");
+		shmfs_region_close(&r);
+	}
+	char spec[600];
+	snprintf(spec, sizeof(spec), "%s,offset=64K", path);
+	rc = open_spec(spec, NULL, &r, err, sizeof(err));
+	CHECK(rc == 0, "open %s: %d %s", spec, rc, err);
+	if (!rc) {
+		CHECK(shmfs_region_store(&r, 10, "xyz", 3) == 0 && file_byte(path, 64 * KIB + 11) == 'y',
+		      "file with offset: store not at offset + off");
+		shmfs_region_close(&r);
+	}
+
+	/* Read-only: loads work, stores and clears are refused. */
+	rc = open_spec(path, &rdonly, &ro, err, sizeof(err));
+	CHECK(rc == 0, "open %s read-only: %d %s", path, rc, err);
+	if (!rc) {
+		CHECK(shmfs_region_store(&ro, 0, &b, 1) == -EROFS, "read-only store accepted");
+		CHECK(shmfs_region_clear(&ro, 0, 1) == -EROFS, "read-only clear accepted");
+		CHECK(shmfs_region_load(&ro, 4000, &b, 1) == 0 && b == 5, "read-only load");
+		shmfs_region_close(&ro);
+	}
+	/* A closed (reset) region refuses everything. */
+	CHECK(shmfs_region_store(&ro, 0, &b, 0) == -EINVAL && !shmfs_region_ptr(&ro, 0, 0),
+	      "closed region accepted an access");
+}
+
 /* ---- main ---------------------------------------------------------------------- */
 
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -1066,6 +1158,7 @@ int main(int argc, char **argv)
 	test_parse();
 	test_kind_names();
 	test_mem();
+	test_access();
 	test_file();
 	test_pci();
 	test_uio();
