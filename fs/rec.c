@@ -290,35 +290,35 @@ static int check_release(const struct shmfs_rec *r, uint64_t unit, char *why, si
 		      { sizeof(((s *)0)->f), sizeof(((s *)0)->g) }
 
 static const struct shmfs_rec_shape shapes[SHMFS_LR_TYPE_COUNT] = {
-	[SHMFS_LR_NOOP] = { "noop", 0, -1, NOVAR, true, check_noop },
-	[SHMFS_LR_CREATE] = { "create", sizeof(struct shmfs_lr_create),
+	[SHMFS_LR_NOOP] = { "noop", "lr_type", 0, -1, NOVAR, true, check_noop },
+	[SHMFS_LR_CREATE] = { "create", "lr_create", sizeof(struct shmfs_lr_create),
 		offsetof(struct shmfs_lr_create, cr_ino),
 		VAR2(struct shmfs_lr_create, cr_name_len, cr_target_len), false, check_create },
-	[SHMFS_LR_LINK] = { "link", sizeof(struct shmfs_lr_link),
+	[SHMFS_LR_LINK] = { "link", "lr_link", sizeof(struct shmfs_lr_link),
 		offsetof(struct shmfs_lr_link, ln_ino),
 		VAR1(struct shmfs_lr_link, ln_name_len), false, check_dirent },
-	[SHMFS_LR_UNLINK] = { "unlink", sizeof(struct shmfs_lr_unlink),
+	[SHMFS_LR_UNLINK] = { "unlink", "lr_unlink", sizeof(struct shmfs_lr_unlink),
 		offsetof(struct shmfs_lr_unlink, ul_ino),
 		VAR1(struct shmfs_lr_unlink, ul_name_len), false, check_dirent },
-	[SHMFS_LR_RMDIR] = { "rmdir", sizeof(struct shmfs_lr_unlink),
+	[SHMFS_LR_RMDIR] = { "rmdir", "lr_unlink", sizeof(struct shmfs_lr_unlink),
 		offsetof(struct shmfs_lr_unlink, ul_ino),
 		VAR1(struct shmfs_lr_unlink, ul_name_len), false, check_dirent },
-	[SHMFS_LR_RENAME] = { "rename", sizeof(struct shmfs_lr_rename),
+	[SHMFS_LR_RENAME] = { "rename", "lr_rename", sizeof(struct shmfs_lr_rename),
 		offsetof(struct shmfs_lr_rename, rn_ino),
 		VAR2(struct shmfs_lr_rename, rn_oldname_len, rn_newname_len), false, check_rename },
-	[SHMFS_LR_SETATTR] = { "setattr", sizeof(struct shmfs_lr_setattr),
+	[SHMFS_LR_SETATTR] = { "setattr", "lr_setattr", sizeof(struct shmfs_lr_setattr),
 		offsetof(struct shmfs_lr_setattr, sa_ino), NOVAR, false, check_setattr },
-	[SHMFS_LR_EXTENT_MAP] = { "extent-map", sizeof(struct shmfs_lr_extent),
+	[SHMFS_LR_EXTENT_MAP] = { "extent-map", "lr_extent", sizeof(struct shmfs_lr_extent),
 		offsetof(struct shmfs_lr_extent, ex_ino), NOVAR, false, check_extent },
-	[SHMFS_LR_EXTENT_UNMAP] = { "extent-unmap", sizeof(struct shmfs_lr_extent),
+	[SHMFS_LR_EXTENT_UNMAP] = { "extent-unmap", "lr_extent", sizeof(struct shmfs_lr_extent),
 		offsetof(struct shmfs_lr_extent, ex_ino), NOVAR, false, check_extent },
-	[SHMFS_LR_XATTR_SET] = { "xattr-set", sizeof(struct shmfs_lr_xattr),
+	[SHMFS_LR_XATTR_SET] = { "xattr-set", "lr_xattr", sizeof(struct shmfs_lr_xattr),
 		offsetof(struct shmfs_lr_xattr, xa_ino),
 		VAR2(struct shmfs_lr_xattr, xa_name_len, xa_value_len), false, check_xattr },
-	[SHMFS_LR_XATTR_REMOVE] = { "xattr-remove", sizeof(struct shmfs_lr_xattr),
+	[SHMFS_LR_XATTR_REMOVE] = { "xattr-remove", "lr_xattr", sizeof(struct shmfs_lr_xattr),
 		offsetof(struct shmfs_lr_xattr, xa_ino),
 		VAR2(struct shmfs_lr_xattr, xa_name_len, xa_value_len), false, check_xattr },
-	[SHMFS_LR_RELEASE] = { "release", sizeof(struct shmfs_lr_release),
+	[SHMFS_LR_RELEASE] = { "release", "lr_release", sizeof(struct shmfs_lr_release),
 		offsetof(struct shmfs_lr_release, rl_ino), NOVAR, false, check_release },
 };
 
@@ -332,6 +332,13 @@ const char *shmfs_lr_type_name(unsigned type)
 	const struct shmfs_rec_shape *s = shmfs_rec_shape_of(type);
 
 	return s ? s->name : "unknown";
+}
+
+bool shmfs_rec_has_fixed(const struct shmfs_rec *r)
+{
+	const struct shmfs_rec_shape *s = shmfs_rec_shape_of(r->type);
+
+	return s && r->len >= s->fixed;
 }
 
 static uint32_t field(const void *fixed, int off, unsigned size)

@@ -34,6 +34,7 @@
 #include "shmfs/cli.h"
 #include "shmfs/core.h"
 #include "shmfs/format.h"
+#include "shmfs/rec.h"
 #include "shmfs/region.h"
 #include "shmfs/super.h"
 #include "shmfs/util.h"
@@ -717,8 +718,8 @@ int main(int argc, char **argv)
 	pl.kind = r.kind;
 	r.size = pl.fs_size; /* the filesystem covers exactly what was planned */
 	err[0] = 0;
-	rc = shmfs_fs_format(&r, &a.p, S_IFDIR | 0755, (uint32_t)getuid(), (uint32_t)getgid(), &sb,
-			     err, sizeof(err));
+	rc = shmfs_fs_format(&r, &a.p, S_IFDIR | SHMFS_ROOT_MODE, (uint32_t)getuid(),
+			     (uint32_t)getgid(), &sb, err, sizeof(err));
 	if (rc) {
 		fail("%s: %s", a.spec, err[0] ? err : strerror(-rc));
 		goto out_region;

@@ -31,6 +31,8 @@ uint32_t shmfs_rec_create(void *buf, uint64_t ino, uint64_t parent, uint32_t mod
 /* The root directory's create record (inode 1, no parent, no name): mkfs
  * writes it first; fsck rebuilds it. */
 uint32_t shmfs_rec_root(void *buf, uint32_t mode, uint32_t uid, uint32_t gid);
+/* The root's permissions as mkfs writes them (and fsck rebuilds them). */
+#define SHMFS_ROOT_MODE 0755u
 /* SHMFS_LR_LINK, SHMFS_LR_UNLINK and SHMFS_LR_RMDIR share one shape. */
 uint32_t shmfs_rec_dirent(void *buf, uint64_t dir, uint64_t ino, const char *name,
 			  size_t name_len);
@@ -85,6 +87,8 @@ struct shmfs_rec {
 /* One entry of the shape table. */
 struct shmfs_rec_shape {
 	const char *name;               /* "create", "extent-map", ... */
+	const char *code;               /* its payload struct in format.h,
+	                                 * "lr_create", ... (tools' reports) */
 	uint32_t fixed;                 /* bytes of the fixed part */
 	int8_t ino_off;                 /* offset of the inode number, -1: none */
 	int8_t var_len_off[2];          /* offsets of the variable parts' lengths
@@ -109,6 +113,9 @@ const char *shmfs_lr_type_name(unsigned type);
  * zeros), variable parts clipped to the payload (tools describe damaged
  * records with it).  Never reads past h->lr_len.
  */
+/* Is the payload long enough for its type's fixed part?  (After
+ * shmfs_rec_decode: its fields are zeros when not.) */
+bool shmfs_rec_has_fixed(const struct shmfs_rec *r);
 int shmfs_rec_decode(const struct shmfs_log_rec *h, const void *p, struct shmfs_rec *r,
 		     char *why, size_t whylen);
 

@@ -34,6 +34,7 @@
 #include "shmfs/coord.h"
 #include "shmfs/ns.h"
 #include "shmfs/repair.h"
+#include "shmfs/rec.h"
 #include "shmfs/util.h"
 
 #include "fsck.h"
@@ -143,14 +144,14 @@ bool fsck_root_fits(uint64_t P, uint64_t S, uint64_t gap, uint64_t k)
 void fsck_root_record(const struct shmfs_super *sb, struct shmfs_log_rec *h,
 		      struct shmfs_lr_create *cr)
 {
+	uint8_t buf[sizeof(*cr)];
+
 	memset(h, 0, sizeof(*h));
-	memset(cr, 0, sizeof(*cr));
 	h->lr_seq = 1;
 	h->lr_type = SHMFS_LR_CREATE;
-	h->lr_len = sizeof(*cr);
+	h->lr_len = shmfs_rec_root(buf, SHMFS_ROOT_MODE, 0, 0);
 	h->lr_time = sb->sb_mkfs_time;
-	cr->cr_ino = SHMFS_ROOT_INO;
-	cr->cr_mode = S_IFDIR | 0755;
+	memcpy(cr, buf, sizeof(*cr));
 }
 
 /* A damaged record at pos, read as well as it can be: what it seems to be. */
