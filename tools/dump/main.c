@@ -20,7 +20,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -33,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "shmfs/cli.h"
 #include "shmfs/coord.h"
 #include "shmfs/format.h"
 #include "shmfs/log.h"
@@ -43,9 +43,6 @@
 #include "out.h"
 #include "payload.h"
 
-#ifndef SHMFS_VERSION_STRING
-#define SHMFS_VERSION_STRING "0.1.0"
-#endif
 
 #define PROG "shmfs-dump"
 
@@ -542,6 +539,8 @@ static void usage(FILE *f)
 		"Exit status: 0 consistent, 1 corruption found or no filesystem, 2 usage.\n");
 }
 
+static const struct shmfs_cli cli = { .prog = PROG, .usage_status = EX_USAGE, .usage = usage };
+
 static int parse_args(int argc, char **argv, struct dump *d)
 {
 	static const struct option longopts[] = {
@@ -549,15 +548,13 @@ static int parse_args(int argc, char **argv, struct dump *d)
 		{ "hosts-only", no_argument,       NULL, 'H' },
 		{ "super-only", no_argument,       NULL, 's' },
 		{ "records",    required_argument, NULL, 'r' },
-		{ "help",       no_argument,       NULL, 'h' },
-		{ "version",    no_argument,       NULL, 'V' },
+		SHMFS_CLI_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
 	char *end;
-	int c;
+	int c, rc;
 
-	argv[0] = (char *)PROG; /* getopt's messages name the program, not its path */
-	while ((c = getopt_long(argc, argv, "HshV", longopts, NULL)) != -1) {
+	while ((c = shmfs_cli_getopt(&cli, argc, argv, "Hs" SHMFS_CLI_SHORTOPTS, longopts)) != -1) {
 		switch (c) {
 		case 'j':
 			d->o.json = true;
@@ -571,37 +568,19 @@ static int parse_args(int argc, char **argv, struct dump *d)
 		case 'r':
 			errno = 0;
 			d->rec_limit = strtoull(optarg, &end, 10);
-			if (!optarg[0] || *end || errno || optarg[0] == '-' || d->rec_limit == 0) {
-				fprintf(stderr, PROG ": --records: '%s' is not a positive number\n",
-					optarg);
-				return EX_USAGE;
-			}
+			if (!optarg[0] || *end || errno || optarg[0] == '-' || d->rec_limit == 0)
+				return shmfs_cli_usage_error(&cli, "--records: '%s' is not a positive "
+							     "number", optarg);
 			break;
-		case 'h':
-			usage(stdout);
-			return -1;
-		case 'V':
-			printf(PROG " (shmfs) %s, on-media format version %u\n", SHMFS_VERSION_STRING,
-			       SHMFS_VERSION);
-			return -1;
 		default:
-			fprintf(stderr, "Try '" PROG " --help' for more information.\n");
-			return EX_USAGE;
+			return shmfs_cli_option(&cli, c);
 		}
 	}
-	if (optind >= argc) {
-		fprintf(stderr, PROG ": missing REGION (try '" PROG " --help')\n");
-		return EX_USAGE;
-	}
-	if (argc - optind > 1) {
-		fprintf(stderr, PROG ": unexpected argument '%s' after REGION\n", argv[optind + 1]);
-		return EX_USAGE;
-	}
-	if (d->hosts_only && d->super_only) {
-		fprintf(stderr, PROG ": --hosts-only and --super-only exclude each other\n");
-		return EX_USAGE;
-	}
-	d->spec = argv[optind];
+	rc = shmfs_cli_region(&cli, argc, argv, &d->spec);
+	if (rc)
+		return rc;
+	if (d->hosts_only && d->super_only)
+		return shmfs_cli_usage_error(&cli, "--hosts-only and --super-only exclude each other");
 	return 0;
 }
 

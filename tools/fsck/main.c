@@ -38,7 +38,6 @@
  * error.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -48,15 +47,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "shmfs/cli.h"
 #include "shmfs/region.h"
 #include "shmfs/super.h"
 #include "shmfs/util.h"
 
 #include "fsck.h"
 
-#ifndef SHMFS_VERSION_STRING
-#define SHMFS_VERSION_STRING "0.1.0"
-#endif
 
 static sigjmp_buf bus_jmp;
 
@@ -201,6 +198,8 @@ static void usage(FILE *f)
 		"8 operational error, 16 usage error.\n");
 }
 
+static const struct shmfs_cli cli = { .prog = PROG, .usage_status = FSCK_USAGE, .usage = usage };
+
 static int parse_args(struct fsck *ck, int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -211,15 +210,14 @@ static int parse_args(struct fsck *ck, int argc, char **argv)
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "json",    no_argument, NULL, 'j' },
 		{ "force",   no_argument, NULL, 'F' },
-		{ "help",    no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
+		SHMFS_CLI_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
-	int c, modes = 0;
+	int c, rc, modes = 0;
 
-	argv[0] = (char *)PROG;
 	ck->mode = M_ASK;
-	while ((c = getopt_long(argc, argv, "npaytfvhV", longopts, NULL)) != -1) {
+	while ((c = shmfs_cli_getopt(&cli, argc, argv, "npaytfv" SHMFS_CLI_SHORTOPTS,
+				     longopts)) != -1) {
 		switch (c) {
 		case 'n': ck->mode = M_CHECK; modes++; break;
 		case 'p': case 'a': ck->mode = M_PREEN; modes++; break;
@@ -228,40 +226,21 @@ static int parse_args(struct fsck *ck, int argc, char **argv)
 		case 'v': ck->verbose = true; break;
 		case 'j': ck->json = true; break;
 		case 'F': ck->force = true; break;
-		case 'h':
-			usage(stdout);
-			return -1;
-		case 'V':
-			printf(PROG " (shmfs) %s, on-media format version %u\n", SHMFS_VERSION_STRING,
-			       SHMFS_VERSION);
-			return -1;
-		default:
-			fprintf(stderr, "Try '" PROG " --help' for more information.\n");
-			return FSCK_USAGE;
+		default: return shmfs_cli_option(&cli, c);
 		}
 	}
-	if (modes > 1) {
-		fprintf(stderr, PROG ": only one of -n, -p and -y may be given\n");
-		return FSCK_USAGE;
-	}
-	if (optind >= argc) {
-		fprintf(stderr, PROG ": missing REGION (try '" PROG " --help')\n");
-		return FSCK_USAGE;
-	}
-	if (argc - optind > 1) {
-		fprintf(stderr, PROG ": unexpected argument '%s' after REGION\n", argv[optind + 1]);
-		return FSCK_USAGE;
-	}
-	ck->spec = argv[optind];
+	if (modes > 1)
+		return shmfs_cli_usage_error(&cli, "only one of -n, -p and -y may be given");
+	rc = shmfs_cli_region(&cli, argc, argv, &ck->spec);
+	if (rc)
+		return rc;
 	if (ck->mode == M_ASK && !isatty(STDIN_FILENO)) {
 		ck->mode = M_CHECK;
 		if (!ck->json)
 			fprintf(stderr, PROG ": no -p or -y and no terminal to ask on: checking only\n");
 	}
-	if (ck->mode == M_ASK && ck->json) {
-		fprintf(stderr, PROG ": --json needs -n, -p or -y\n");
-		return FSCK_USAGE;
-	}
+	if (ck->mode == M_ASK && ck->json)
+		return shmfs_cli_usage_error(&cli, "--json needs -n, -p or -y");
 	return 0;
 }
 
