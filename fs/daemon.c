@@ -278,16 +278,25 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 		fuse_reply_readlink(req, buf);
 }
 
+/* A request that creates an inode: the caller's credentials, or false
+ * when a read-only mount has replied EROFS. */
+static bool begin_create(fuse_req_t req, struct shmfs_cred *cred)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+
+	*cred = (struct shmfs_cred){ ctx->uid, ctx->gid };
+	rcu_enter();
+	return !refuse_ro(req);
+}
+
 static void make(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev,
 		 const char *target)
 {
-	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	struct shmfs_cred cred = { ctx->uid, ctx->gid };
+	struct shmfs_cred cred;
 	struct stat st;
 	int rc;
 
-	rcu_enter();
-	if (refuse_ro(req))
+	if (!begin_create(req, &cred))
 		return;
 	rc = shmfs_op_mknod(dmn.fs, parent, name, mode, rdev, target, &cred, &st);
 	if (rc)
@@ -401,13 +410,11 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		      struct fuse_file_info *fi)
 {
-	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	struct shmfs_cred cred = { ctx->uid, ctx->gid };
+	struct shmfs_cred cred;
 	struct stat st;
 	int rc;
 
-	rcu_enter();
-	if (refuse_ro(req))
+	if (!begin_create(req, &cred))
 		return;
 	rc = shmfs_op_mknod(dmn.fs, parent, name, S_IFREG | (mode & 07777), 0, NULL, &cred, &st);
 	if (rc) {

@@ -113,16 +113,6 @@ uint32_t shmfs_rec_release(void *buf, uint64_t ino)
 
 #define SHAPE(...) do { shmfs_errf(why, whylen, __VA_ARGS__); return -EUCLEAN; } while (0)
 
-static bool zero_bytes(const void *p, size_t n)
-{
-	const uint8_t *b = p;
-
-	for (size_t i = 0; i < n; i++)
-		if (b[i])
-			return false;
-	return true;
-}
-
 /* A directory entry name: 1..NAME_MAX bytes, no '/' or NUL, not . or .. */
 static bool good_name(const struct shmfs_rec_bytes *n)
 {
@@ -197,7 +187,7 @@ static int check_dirent(const struct shmfs_rec *r, uint64_t unit, char *why, siz
 	const char *name = shmfs_lr_type_name(r->type);
 
 	if ((r->flags & ~(r->type == SHMFS_LR_UNLINK ? SHMFS_LR_F_KEEP : 0u)) ||
-	    !zero_bytes(u->ul_pad, sizeof(u->ul_pad)))
+	    !shmfs_all_zero(u->ul_pad, sizeof(u->ul_pad)))
 		SHAPE("%s has flags or nonzero padding", name);
 	if (!u->ul_ino || !u->ul_dir || !good_name(&r->var[0]))
 		SHAPE("%s names an invalid inode or name", name);
@@ -261,7 +251,7 @@ static int check_xattr(const struct shmfs_rec *r, uint64_t unit, char *why, size
 	const struct shmfs_lr_xattr *a = &r->u.xa;
 	bool set = r->type == SHMFS_LR_XATTR_SET;
 
-	if (r->flags || !zero_bytes(a->xa_pad, sizeof(a->xa_pad)) || !a->xa_ino)
+	if (r->flags || !shmfs_all_zero(a->xa_pad, sizeof(a->xa_pad)) || !a->xa_ino)
 		SHAPE("xattr record has flags, padding or no inode");
 	if (a->xa_name_len < 1 || a->xa_name_len > SHMFS_XATTR_NAME_MAX ||
 	    memchr(r->var[0].p, 0, r->var[0].len))

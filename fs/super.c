@@ -147,16 +147,6 @@ int shmfs_super_layout(uint64_t region_size, uint64_t map_align,
 	return 0;
 }
 
-static bool all_zero(const void *p, size_t n)
-{
-	const uint8_t *b = p;
-
-	for (size_t i = 0; i < n; i++)
-		if (b[i])
-			return false;
-	return true;
-}
-
 #define BAD(...) do { shmfs_errf(err, errlen, __VA_ARGS__); return -EUCLEAN; } while (0)
 
 int shmfs_super_check(const struct shmfs_super *sb, uint64_t region_size,
@@ -187,7 +177,7 @@ int shmfs_super_check(const struct shmfs_super *sb, uint64_t region_size,
 		BAD("unknown superblock flags 0x%x", sb->sb_flags);
 	if (sb->sb_label[SHMFS_LABEL_MAX - 1])
 		BAD("label is not NUL-terminated");
-	if (!all_zero(sb->sb_reserved, sizeof(sb->sb_reserved)))
+	if (!shmfs_all_zero(sb->sb_reserved, sizeof(sb->sb_reserved)))
 		BAD("reserved superblock fields are not zero");
 	if (!shmfs_is_pow2(sb->sb_map_align) || sb->sb_map_align < SHMFS_PAGE)
 		BAD("mapping alignment %" PRIu64 " is not a power of two >= 4096", sb->sb_map_align);

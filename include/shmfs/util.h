@@ -20,6 +20,9 @@ static inline uint64_t shmfs_round_down(uint64_t x, uint64_t a) { return x / a *
  * Returns 0 or -EINVAL / -ERANGE. */
 int shmfs_parse_size(const char *s, uint64_t *out);
 
+/* Are all n bytes at p zero? (padding fields, free slots) */
+bool shmfs_all_zero(const void *p, size_t n);
+
 /* Format a byte count as "2 MiB", "1.5 GiB" into buf. */
 const char *shmfs_fmt_size(uint64_t bytes, char *buf, size_t len);
 

@@ -126,16 +126,6 @@ void fsck_host_ident(const struct fsck *ck, uint32_t i, char *buf, size_t len)
 		 h.hs_pid, t);
 }
 
-static bool zero(const void *p, size_t n)
-{
-	const uint8_t *b = p;
-
-	for (size_t i = 0; i < n; i++)
-		if (b[i])
-			return false;
-	return true;
-}
-
 static const char *state_name(uint32_t s)
 {
 	switch (s) {
@@ -160,9 +150,9 @@ static void check_control(struct fsck *ck)
 			     "ctl_magic is 0x%016" PRIx64 ", not 0x%016llx: mounts refuse the region "
 			     "(repair: rewrite it)",
 			     ctl.ctl_magic, (unsigned long long)SHMFS_CTL_MAGIC);
-	else if (!zero(ctl.ctl_pad0, sizeof(ctl.ctl_pad0)) ||
-		 !zero(ctl.ctl_pad1, sizeof(ctl.ctl_pad1)) ||
-		 !zero(ctl.ctl_reserved, sizeof(ctl.ctl_reserved)))
+	else if (!shmfs_all_zero(ctl.ctl_pad0, sizeof(ctl.ctl_pad0)) ||
+		 !shmfs_all_zero(ctl.ctl_pad1, sizeof(ctl.ctl_pad1)) ||
+		 !shmfs_all_zero(ctl.ctl_reserved, sizeof(ctl.ctl_reserved)))
 		fsck_problem(ck, "ctl_reserved", FIX_CTL, true, "control page",
 			     "padding or reserved fields are not zero (repair: zero them)");
 
@@ -197,7 +187,7 @@ static void check_slot(struct fsck *ck, uint32_t i)
 	memcpy(&h, hslot(ck, i), sizeof(h));
 	snprintf(loc, sizeof(loc), "host slot %u", i);
 	bool pad = h.hs_pad0 || h.hs_pad1;
-	bool garbage = pad || !zero(h.hs_pins, sizeof(h.hs_pins));
+	bool garbage = pad || !shmfs_all_zero(h.hs_pins, sizeof(h.hs_pins));
 	if (h.hs_state == SHMFS_HOST_FREE) {
 		if (i < ck->nslots && ck->slots[i].moved && ck->slots[i].state == SHMFS_HOST_FREE &&
 		    load64(&h.hs_token) == ck->slots[i].token)

@@ -238,11 +238,21 @@ static enum end_verdict unpublished(struct fsck *ck, uint64_t P, uint64_t S, boo
 	return END_ZEROED;
 }
 
+/* Problem p cuts the log at P: everything from there to the end is lost. */
+static void cut_here(struct fsck *ck, struct problem *p, uint64_t P, uint64_t ino, uint64_t dir)
+{
+	p->a = P;
+	p->b = ck->log.size;
+	p->ref_ino = ino;
+	p->ref_dir = dir;
+	ck->c->tail_bad = true;
+	ck->c->lost++;
+}
+
 /* A torn tail: nothing valid after P. */
 static bool torn_tail(struct fsck *ck, uint64_t P, const char *why, bool gave_up,
 		      const char *loc)
 {
-	struct check *c = ck->c;
 	uint64_t ino, dir;
 	char d[800];
 
@@ -251,13 +261,7 @@ static bool torn_tail(struct fsck *ck, uint64_t P, const char *why, bool gave_up
 					 "%s; nothing valid follows%s: a torn tail (repair: cut the "
 					 "log so that it ends cleanly at pos %" PRIu64 "); lost: %s",
 					 why, gave_up ? " (gave up scanning: too many near-records)"
-					 : "", P, d);
-	p->a = P;
-	p->b = ck->log.size;
-	p->ref_ino = ino;
-	p->ref_dir = dir;
-	c->tail_bad = true;
-	c->lost++;
+					 : "", P, d);	cut_here(ck, p, P, ino, dir);
 	return false;
 }
 
@@ -303,20 +307,13 @@ static void unbridgeable(struct fsck *ck, uint64_t P, uint64_t S, const char *wh
 			 const struct shmfs_log_anchor *an, const char *loc, const char *d,
 			 uint64_t ino, uint64_t dir)
 {
-	struct check *c = ck->c;
 	struct problem *p =
 		fsck_problem(ck, "lr_seq", FIX_CUT, false, loc,
 			     "%s; valid records follow from pos %" PRIu64 " (record %" PRIu64
 			     "), but %" PRIu64 " bytes cannot hold records %" PRIu64 "..%" PRIu64
 			     " (repair, -y only: cut the log here, losing everything after it); "
 			     "damaged: %s", why, an->pos, an->seq, an->pos - P, S, an->seq - 1, d);
-
-	p->a = P;
-	p->b = ck->log.size;
-	p->ref_ino = ino;
-	p->ref_dir = dir;
-	c->tail_bad = true;
-	c->lost++;
+	cut_here(ck, p, P, ino, dir);
 	list_lost(ck, an->pos, P);
 }
 
