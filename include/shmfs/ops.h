@@ -90,6 +90,14 @@ ssize_t shmfs_op_copy_range(struct shmfs_fs *fs, uint64_t in, uint64_t off_in, u
  * previous life of this host's slot. */
 int shmfs_op_trim_ahead(struct shmfs_fs *fs, uint64_t ino, uint32_t host);
 
+/* Release the orphans this host kept whose last handle is gone (all of
+ * them at_mount: an earlier life of the slot kept them), and the orphans
+ * of hosts that left or died. */
+void shmfs_op_reap_orphans(struct shmfs_fs *fs, bool at_mount);
+/* Give back room reserved ahead of the end of files by hosts that died
+ * (their last close never came) or, at_mount, by an earlier life of this
+ * host's slot. */
+void shmfs_op_reap_ahead(struct shmfs_fs *fs, bool at_mount);
 /* Release orphans left by this host (last close) or by dead hosts. */
 int shmfs_op_release_orphan(struct shmfs_fs *fs, uint64_t ino);
 
