@@ -278,30 +278,29 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 		fuse_reply_readlink(req, buf);
 }
 
-/* A request that creates an inode: the caller's credentials, or false
- * when a read-only mount has replied EROFS. */
-static bool begin_create(fuse_req_t req, struct shmfs_cred *cred)
+/* Create an inode for a request, as its caller; false when the request
+ * has been answered with an error (read-only mount, or the op failed). */
+static bool create_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+			dev_t rdev, const char *target, struct stat *st)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct shmfs_cred cred = { ctx->uid, ctx->gid };
 
-	*cred = (struct shmfs_cred){ ctx->uid, ctx->gid };
 	rcu_enter();
-	return !refuse_ro(req);
+	if (refuse_ro(req))
+		return false;
+	int rc = shmfs_op_mknod(dmn.fs, parent, name, mode, rdev, target, &cred, st);
+	if (rc)
+		fuse_reply_err(req, out_err(rc));
+	return rc == 0;
 }
 
 static void make(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev,
 		 const char *target)
 {
-	struct shmfs_cred cred;
 	struct stat st;
-	int rc;
 
-	if (!begin_create(req, &cred))
-		return;
-	rc = shmfs_op_mknod(dmn.fs, parent, name, mode, rdev, target, &cred, &st);
-	if (rc)
-		fuse_reply_err(req, out_err(rc));
-	else
+	if (create_node(req, parent, name, mode, rdev, target, &st))
 		reply_entry(req, &st);
 }
 
@@ -410,17 +409,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		      struct fuse_file_info *fi)
 {
-	struct shmfs_cred cred;
 	struct stat st;
-	int rc;
 
-	if (!begin_create(req, &cred))
+	if (!create_node(req, parent, name, S_IFREG | (mode & 07777), 0, NULL, &st))
 		return;
-	rc = shmfs_op_mknod(dmn.fs, parent, name, S_IFREG | (mode & 07777), 0, NULL, &cred, &st);
-	if (rc) {
-		fuse_reply_err(req, out_err(rc));
-		return;
-	}
 	shmfs_fs_open_inode(dmn.fs, st.st_ino);
 	opened(fi, true);
 	struct fuse_entry_param e = { .ino = st.st_ino, .generation = 1, .attr = st,
