@@ -460,14 +460,6 @@ bool shmfs_fs_wait_pending(struct shmfs_fs *fs, uint64_t *deadline)
 	return true;
 }
 
-bool shmfs_fs_host_live(struct shmfs_fs *fs, uint32_t i)
-{
-	pthread_mutex_lock(&fs->replay_lock);
-	bool live = shmfs_host_live_locked(&fs->coord, i);
-	pthread_mutex_unlock(&fs->replay_lock);
-	return live;
-}
-
 void shmfs_fs_heartbeat(struct shmfs_fs *fs)
 {
 	shmfs_host_beat(&fs->coord);

@@ -448,14 +448,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			fuse_reply_err(req, ENOMEM);
 			return;
 		}
-		size_t at = 0;
-		for (int i = 0; i < n; i++) {
-			if (p[i].mem)
-				memcpy(bb + at, p[i].mem, p[i].len);
-			else
-				memset(bb + at, 0, p[i].len);
-			at += p[i].len;
-		}
+		size_t at = shmfs_op_gather(p, n, bb);
 		rcu_read_unlock();
 		fuse_reply_buf(req, (const char *)bb, at);
 		return;

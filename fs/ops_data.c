@@ -687,6 +687,21 @@ int shmfs_op_fallocate(struct shmfs_fs *fs, uint64_t ino, int mode, uint64_t off
 	return rc;
 }
 
+size_t shmfs_op_gather(const struct shmfs_piece *p, int n, void *dst)
+{
+	uint8_t *d = dst;
+	size_t at = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (p[i].mem)
+			memcpy(d + at, p[i].mem, p[i].len);
+		else
+			memset(d + at, 0, p[i].len);
+		at += p[i].len;
+	}
+	return at;
+}
+
 ssize_t shmfs_op_copy_range(struct shmfs_fs *fs, uint64_t in, uint64_t off_in, uint64_t out,
 			    uint64_t off_out, size_t len)
 {
@@ -698,13 +713,8 @@ ssize_t shmfs_op_copy_range(struct shmfs_fs *fs, uint64_t in, uint64_t off_in, u
 		size_t total, want = SHMFS_MIN(len - done, sizeof(chunk)), got = 0;
 		rcu_read_lock();
 		int n = shmfs_op_read_map(fs, in, off_in + done, want, p, 64, &total);
-		for (int i = 0; i < n; i++) {
-			if (p[i].mem)
-				memcpy(chunk + got, p[i].mem, p[i].len);
-			else
-				memset(chunk + got, 0, p[i].len);
-			got += p[i].len;
-		}
+		if (n > 0)
+			got = shmfs_op_gather(p, n, chunk);
 		rcu_read_unlock();
 		if (n < 0)
 			return done ? (ssize_t)done : n;

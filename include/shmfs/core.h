@@ -160,9 +160,6 @@ bool shmfs_fs_wait_pending(struct shmfs_fs *fs, uint64_t *deadline);
 /* Our host slot, -1 when we have none (read-only mounts, tools). */
 static inline int shmfs_fs_slot(const struct shmfs_fs *fs) { return fs->coord.slot; }
 
-/* Is the host in slot i alive as far as we have watched it?  Takes the
- * replay lock (shmfs_host_live_locked without it). */
-bool shmfs_fs_host_live(struct shmfs_fs *fs, uint32_t i);
 
 /* Local open handles pin an inode's data against reuse by any host. */
 void shmfs_fs_open_inode(struct shmfs_fs *fs, uint64_t ino);

@@ -72,6 +72,9 @@ struct shmfs_piece {
  */
 int shmfs_op_read_map(struct shmfs_fs *fs, uint64_t ino, uint64_t off, size_t len,
 		      struct shmfs_piece *pieces, int max, size_t *total);
+/* Copy n pieces (shmfs_op_read_map's) into dst, holes as zeros; returns
+ * the bytes copied.  Under the same rcu_read_lock() as the map. */
+size_t shmfs_op_gather(const struct shmfs_piece *p, int n, void *dst);
 /* Write buf at off: allocates what is missing (with room to grow for
  * appends), copies, and records the new size in memory until flush. */
 ssize_t shmfs_op_write(struct shmfs_fs *fs, uint64_t ino, uint64_t off, const void *buf,

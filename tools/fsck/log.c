@@ -2,7 +2,7 @@
 /*
  * Pass 3: the log, walked and replayed exactly as shmfs_fs_open does
  * (shmfs_log_read from pos 0, seq 1, following seals;
- * shmfs_lr_check_shape + shmfs_ns_apply) into a private namespace.
+ * shmfs_rec_check + shmfs_ns_apply_rec) into a private namespace.
  *
  * Past a published record that fails verification, the walk scans
  * forward at 8-byte steps for the next record (or seal) that verifies.
@@ -62,11 +62,12 @@ static void apply(struct fsck *ck, const struct shmfs_log_entry *e)
 	struct check *c = ck->c;
 	char why[200], loc[96], d[700];
 	uint64_t ino, dir;
+	struct shmfs_rec r;
 	int rc;
 
-	rc = shmfs_lr_check_shape(&e->hdr, e->payload, c->sb.sb_alloc_unit, why, sizeof(why));
+	rc = shmfs_rec_check(&e->hdr, e->payload, c->sb.sb_alloc_unit, &r, why, sizeof(why));
 	if (!rc)
-		rc = shmfs_ns_apply(c->ns, &e->hdr, e->payload, false, why, sizeof(why));
+		rc = shmfs_ns_apply_rec(c->ns, &r, false, NULL, why, sizeof(why));
 	if (rc == -ENOMEM) {
 		fprintf(stderr, PROG ": out of memory replaying the log\n");
 		exit(FSCK_ERROR);
